@@ -1,0 +1,1 @@
+"""Persistence: atomic file writes now; tables and blob storage come with the service."""
