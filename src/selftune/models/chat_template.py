@@ -56,7 +56,7 @@ def render_for_training(tokenizer, messages: list[dict], tools: list[dict] | Non
     for i, trained in enumerate(trained_flags):
         if not trained:
             continue
-        before = render(chat[:i], True) if i else _generation_prompt(render)
+        before = render(chat[:i], True) if i else _opening_prefix(render, chat[0])
         upto = render(chat[: i + 1], False)
         if not (upto.startswith(before) and full.startswith(upto)):
             raise ChatTemplateError(
@@ -70,10 +70,20 @@ def render_for_training(tokenizer, messages: list[dict], tools: list[dict] | Non
     return RenderedExample(input_ids=list(encoding["input_ids"]), trained=trained_mask)
 
 
-def _generation_prompt(render) -> str:
-    # An assistant message that opens the conversation: what precedes it is whatever the
-    # template emits for an empty history plus the generation prompt.
-    return render([], True)
+_SENTINEL = "\u2063selftune-answer\u2063"
+
+
+def _opening_prefix(render, message: dict) -> str:
+    """What the template puts before an assistant message that opens the conversation.
+
+    Templates can't render an empty history, so render the message with a sentinel as its
+    content and keep the text before it (a default system prompt, the role header).
+    """
+    text = render([{**message, "content": _SENTINEL}], False)
+    at = text.find(_SENTINEL)
+    if at == -1:
+        raise ChatTemplateError("the chat template drops the content of an opening assistant message")
+    return text[:at]
 
 
 def _end_of_turn(text: str, start: int, eos: str | None) -> int:
