@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/python -m selftune.demo
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)

@@ -43,7 +43,7 @@ def test_check_invalid_file_names_line_field_and_reason(tmp_path):
         "bad.jsonl:11: messages[0].role: invalid_role: role 'bot' is not one of system, developer, user, assistant, tool",
         "bad.jsonl:11: messages[1].weight: weight_not_allowed: weight is only allowed on assistant messages, not on user",
         "bad.jsonl:12: invalid_json: not valid JSON: Expecting property name enclosed in double quotes at column 2",
-        "✗ bad.jsonl: invalid, 3 error(s) on 2 of 12 examples, chat (sft)",
+        "✗ bad.jsonl: invalid, 3 errors on 2 of 12 examples, chat (sft)",
     ]
 
 
@@ -70,9 +70,9 @@ def test_check_length_warning_keeps_exit_zero(tmp_path, tiny_model):
     result = run("data", "check", "f.jsonl", "--model", tiny_model, cwd=tmp_path)
     assert result.returncode == 0
     assert result.stdout.splitlines() == [
-        "f.jsonl: warning: too_long: 1 examples are longer than the model's context of 256 tokens and will be "
-        "truncated: lines 11",
-        "✓ f.jsonl: valid, 11 examples, chat (sft), 1 warning(s)",
+        "f.jsonl: warning: too_long: 1 example is longer than the model's context of 256 tokens and will be "
+        "truncated: line 11",
+        "✓ f.jsonl: valid, 11 examples, chat (sft), 1 warning",
     ]
 
 
@@ -154,3 +154,15 @@ def test_banking77_checks_clean_with_the_bundled_model(banking77, smollm2_home):
         result = run("data", "check", banking77 / name, home=smollm2_home)
         assert result.returncode == 0, result.stdout[-2000:]
         assert result.stdout.startswith("✓") and "warning" not in result.stdout
+
+
+def test_convert_tsv_uses_a_tab_and_skip_invalid_with_nothing_left_fails(tmp_path):
+    rows = "\n".join(["text\tlabel"] + [f"message {i}\tlabel_{i % 2}" for i in range(10)]) + "\n"
+    (tmp_path / "data.tsv").write_text(rows)
+    result = run("data", "convert", "data.tsv", "data.jsonl", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (0, "✓ wrote 10 examples to data.jsonl\n")
+
+    (tmp_path / "bad.csv").write_text("text,label\n,x\n")
+    result = run("data", "convert", "bad.csv", "bad.jsonl", "--skip-invalid", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1] == "✗ wrote 0 examples to bad.jsonl, skipped 1 bad row"

@@ -22,6 +22,8 @@ models_app = typer.Typer(no_args_is_help=True, help="Base models: what is availa
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 
+EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE: distinct from 1 (invalid data) and 2 (usage), so scripts can tell a bug
+
 # soft_wrap: a problem line stays one line (greppable, clickable) whatever the terminal width.
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -44,7 +46,7 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing o
 
 @data_app.command("check")
 def data_check(
-    file: Annotated[Path, typer.Argument(help="JSONL training file.")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="JSONL training file.")],
     purpose: Annotated[Optional[PurposeOption], typer.Option(help="sft (chat) or dpo (preference); detected when absent.")] = None,
     model: ModelOption = DEFAULT_MODEL,
     length_check: Annotated[bool, typer.Option(help="Warn about examples longer than the model's context.")] = True,
@@ -74,17 +76,22 @@ def _print_report(report, file: Path) -> None:
         out.print(problem.format(name).replace(": ", ": warning: ", 1), markup=False)
     if report.warnings_not_shown:
         out.print(f"{name}: ... and {report.warnings_not_shown:,} more warnings not shown", markup=False)
-    warnings = f", {report.warning_count:,} warning(s)" if report.warning_count else ""
+    warnings = f", {_count(report.warning_count, 'warning')}" if report.warning_count else ""
+    examples = _count(report.examples, "example")
     if report.valid:
-        out.print(f"[green]✓[/] {name}: valid, {report.examples:,} examples, {kind}{warnings}")
-    else:
-        out.print(f"[red]✗[/] {name}: invalid, {report.error_count:,} error(s) on {report.lines_with_errors:,} "
-                  f"of {report.examples:,} examples, {kind}{warnings}")
+        out.print(f"[green]✓[/] {name}: valid, {examples}, {kind}{warnings}")
+        return
+    where = f" on {report.lines_with_errors:,} of {examples}" if report.lines_with_errors else f", {examples}"
+    out.print(f"[red]✗[/] {name}: invalid, {_count(report.error_count, 'error')}{where}, {kind}{warnings}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 @data_app.command("stats")
 def data_stats(
-    file: Annotated[Path, typer.Argument(help="JSONL training file (valid: run `selftune data check` first).")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="JSONL training file (valid: run `selftune data check` first).")],
     model: ModelOption = DEFAULT_MODEL,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs to estimate for (default: the hosted auto rule).")] = None,
     estimate_time: Annotated[bool, typer.Option(help="Measure this machine's training speed (cached) to estimate time.")] = True,
@@ -135,23 +142,25 @@ def _duration(seconds: float) -> str:
 
 @data_app.command("convert")
 def data_convert(
-    source: Annotated[Path, typer.Argument(help="CSV or prompt/completion JSONL file.")],
-    dest: Annotated[Path, typer.Argument(help="Chat JSONL file to write.")],
+    source: Annotated[Path, typer.Argument(metavar="SOURCE", help="CSV/TSV or prompt/completion JSONL file.")],
+    dest: Annotated[Path, typer.Argument(metavar="DEST", help="Chat JSONL file to write.")],
     source_format: Annotated[Optional[SourceFormat], typer.Option("--from", help="Input format; from the file extension when absent.")] = None,
     user_column: Annotated[str, typer.Option(help="CSV column holding the user message.")] = "text",
     assistant_column: Annotated[str, typer.Option(help="CSV column holding the assistant answer.")] = "label",
     system: Annotated[Optional[str], typer.Option(help="System prompt to put first in every example.")] = None,
-    delimiter: Annotated[str, typer.Option(help="CSV field delimiter.")] = ",",
+    delimiter: Annotated[Optional[str], typer.Option(help="CSV field delimiter (default: tab for .tsv, else comma).")] = None,
     skip_invalid: Annotated[bool, typer.Option(help="Write the good rows and report the bad ones, instead of failing.")] = False,
     force: ForceOption = False,
 ) -> None:
     """Convert CSV or prompt/completion JSONL into chat JSONL (written atomically)."""
     from selftune.data.convert import convert_csv, convert_prompt_completion
 
-    fmt = source_format or (SourceFormat.csv if source.suffix.lower() in (".csv", ".tsv") else SourceFormat.prompt_completion)
+    suffix = source.suffix.lower()
+    fmt = source_format or (SourceFormat.csv if suffix in (".csv", ".tsv") else SourceFormat.prompt_completion)
     if fmt is SourceFormat.csv:
         summary = convert_csv(source, dest, user_column=user_column, assistant_column=assistant_column,
-                              system_prompt=system, delimiter=delimiter, force=force, skip_invalid=skip_invalid)
+                              system_prompt=system, delimiter=delimiter or ("\t" if suffix == ".tsv" else ","),
+                              force=force, skip_invalid=skip_invalid)
     else:
         summary = convert_prompt_completion(source, dest, system_prompt=system, force=force, skip_invalid=skip_invalid)
     for problem in summary.problems:
@@ -161,13 +170,16 @@ def data_convert(
     if not summary.ok:
         out.print(f"[red]✗[/] {source}: not converted; fix the rows above or pass --skip-invalid")
         raise typer.Exit(1)
-    skipped = f", skipped {summary.skipped:,} bad rows" if summary.skipped else ""
-    out.print(f"[green]✓[/] wrote {summary.written:,} examples to {dest}{skipped}")
+    skipped = f", skipped {_count(summary.skipped, 'bad row')}" if summary.skipped else ""
+    mark = "[green]✓[/]" if summary.written else "[red]✗[/]"
+    out.print(f"{mark} wrote {_count(summary.written, 'example')} to {dest}{skipped}")
+    if not summary.written:
+        raise typer.Exit(1)
 
 
 @data_app.command("split")
 def data_split(
-    file: Annotated[Path, typer.Argument(help="JSONL file to split.")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="JSONL file to split.")],
     valid_fraction: Annotated[Optional[float], typer.Option(help="Share of examples for validation (default 0.1).")] = None,
     valid_size: Annotated[Optional[int], typer.Option(help="Number of examples for validation.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same split.")] = 0,
@@ -185,8 +197,8 @@ def data_split(
     summary = split_file(file, train_out=train_out or Path(f"{stem}.train.jsonl"),
                          valid_out=valid_out or Path(f"{stem}.valid.jsonl"), valid_fraction=valid_fraction,
                          valid_size=valid_size, seed=seed, stratify=stratify, force=force)
-    strata = f", stratified over {summary.strata:,} answers" if summary.strata else ""
-    out.print(f"[green]✓[/] {summary.train:,} examples -> {summary.train_path}, "
+    strata = f", stratified over {_count(summary.strata, 'answer')}" if summary.strata else ""
+    out.print(f"[green]✓[/] {_count(summary.train, 'example')} -> {summary.train_path}, "
               f"{summary.valid:,} -> {summary.valid_path}{strata}")
 
 
@@ -226,7 +238,7 @@ def main() -> None:
             raise
         err.print(f"internal error: {type(exc).__name__}: {exc} (set SELFTUNE_DEBUG=1 for the traceback)",
                   markup=False)
-        sys.exit(1)
+        sys.exit(EXIT_INTERNAL_ERROR)
 
 
 if __name__ == "__main__":

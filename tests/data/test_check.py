@@ -259,3 +259,12 @@ def test_banking77_files_are_valid(banking77):
     for name in ("train_1k.jsonl", "valid_200.jsonl", "test.jsonl"):
         report = check(banking77 / name)
         assert report.valid and not report.warnings, (name, report.errors[:3])
+
+
+def test_lone_surrogate_escape_is_invalid_unicode(tmp_path):
+    path = tmp_path / "f.jsonl"
+    path.write_text("\n".join([json.dumps(GOOD)] * 10 + [
+        '{"messages": [{"role": "user", "content": "\\ud800"}, {"role": "assistant", "content": "x"}]}',
+        '{"messages": [{"role": "user", "content": "\\ud83d\\ude00"}, {"role": "assistant", "content": "x"}]}',
+    ]) + "\n")
+    assert only(check(path)) == (11, "invalid_unicode", None)  # a proper pair (line 12, an emoji) is fine

@@ -195,11 +195,11 @@ def test_legacy_invalid_utf8_is_a_problem(tmp_path):
     assert codes(summary) == [("invalid_utf8", 2, None)] and summary.written == 1
 
 
-def test_legacy_lone_surrogate_is_written_escaped(tmp_path):
+def test_legacy_lone_surrogate_is_refused(tmp_path):
     src = write(tmp_path / "in.jsonl", '{"prompt": "a\\ud800b", "completion": "c"}\n')
     summary = convert_prompt_completion(src, tmp_path / "out.jsonl")
-    assert summary.written == 1
-    assert read_lines(tmp_path / "out.jsonl")[0]["messages"][0]["content"] == "a\ud800b"
+    assert summary.written == 0 and not (tmp_path / "out.jsonl").exists()
+    assert [(p.line, p.code) for p in summary.problems] == [(1, "invalid_unicode")]
 
 
 # --- shared: overwrite, atomicity, same file --------------------------------------------------

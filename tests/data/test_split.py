@@ -156,7 +156,7 @@ def test_stratified_refuses_when_every_label_is_unique(tmp_path):
 def test_bytes_of_lines_are_preserved(tmp_path):
     raw = [b'{"messages":[{"role":"user","content":"caf\\u00e9"},{"role":"assistant","content":"  x  "}]}',
            '{ "messages" : [ {"role": "user", "content": "日本"}, {"role": "assistant", "content": "y"} ] }'
-           .encode("utf-8")]
+           .encode()]
     body = b"\xef\xbb\xbf" + raw[0] + b"\r\n\n   \n" + raw[1] + b"\r\n" + raw[0]  # BOM, CRLF, blanks, no final \n
     src = tmp_path / "data.jsonl"
     src.write_bytes(body)

@@ -17,7 +17,7 @@ def tokenizer(tokenizer_dir):
 
 
 def trained_text(tokenizer, rendered) -> str:
-    return tokenizer.decode([t for t, keep in zip(rendered.input_ids, rendered.trained) if keep])
+    return tokenizer.decode([t for t, keep in zip(rendered.input_ids, rendered.trained, strict=True) if keep])
 
 
 def test_only_the_answer_and_end_of_turn_are_trained(tokenizer):

@@ -70,9 +70,13 @@ def _too_long_warning(lines: list[int], context: int) -> Problem:
     more = f" and {len(lines) - LINES_LISTED} more" if len(lines) > LINES_LISTED else ""
     return Problem(
         severity="warning", code="too_long",
-        message=f"{len(lines)} examples are longer than the model's context of {context} tokens and "
-                f"will be truncated: lines {listed}{more}",
+        message=f"{_are_longer(len(lines))} than the model's context of {context} tokens and "
+                f"will be truncated: line{'s' if len(lines) > 1 else ''} {listed}{more}",
     )
+
+
+def _are_longer(n: int) -> str:
+    return "1 example is longer" if n == 1 else f"{n} examples are longer"
 
 
 def iter_examples(path: str | Path, purpose: Purpose | None = None):

@@ -12,15 +12,14 @@ import contextlib
 import csv
 import io
 import json
-import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, computed_field
 
-from selftune.data.problems import Problem
-from selftune.data.reader import MAX_LINE_BYTES, open_input, read_jsonl
+from selftune.data.problems import Problem, json_type
+from selftune.data.reader import MAX_LINE_BYTES, open_input, read_jsonl, same_file
 from selftune.errors import SelftuneError
 from selftune.store.atomic import atomic_write
 
@@ -97,7 +96,7 @@ def convert_prompt_completion(src: Path, dest: Path, *, system_prompt: str | Non
 
 def _check_paths(src: Path, dest: Path, force: bool) -> None:
     """Refuse early, before reading a byte, so a mistake costs nothing."""
-    if _same_file(src, dest):
+    if same_file(src, dest):
         raise SelftuneError(f"{dest}: is the input file; write the converted data to another file")
     if dest.is_dir():
         raise SelftuneError(f"{dest}: is a directory, not a file")
@@ -105,14 +104,6 @@ def _check_paths(src: Path, dest: Path, force: bool) -> None:
         raise SelftuneError(f"{dest} exists; pass --force to overwrite")
     open_input(src).close()  # a missing or unreadable input is a one-line error, not a traceback
 
-
-def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return os.path.samefile(a, b)  # hard links, case-insensitive file systems
-    except OSError:
-        return False
 
 
 def _check_system_prompt(system_prompt: str | None) -> None:
@@ -152,10 +143,8 @@ def _add_problems(summary: ConversionSummary, problems: list[Problem]) -> None:
 
 
 def _encode(record: Record) -> bytes:
-    try:
-        return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in the input) can only be written escaped
-        return (json.dumps(record) + "\n").encode("ascii")
+    # Inputs are valid Unicode: strict UTF-8 for CSV, and the JSONL reader refuses lone surrogates.
+    return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def _chat(system_prompt: str | None, user: str, assistant: str) -> Record:
@@ -260,7 +249,7 @@ def _legacy_rows(src: Path, system_prompt: str | None, strip: bool) -> Generator
 def _legacy_row(value: Any, line: int, system_prompt: str | None, strip: bool) -> Row:
     if not isinstance(value, dict):
         return [Problem(code="not_an_object", line=line,
-                        message=f"each line must be a JSON object, got {_json_type(value)}")]
+                        message=f"each line must be a JSON object, got {json_type(value)}")]
     problems = [Problem(code="unexpected_field", line=line, field=key,
                         message=f"field {key!r} is not part of the prompt/completion format; remove it")
                 for key in value if key not in LEGACY_KEYS]
@@ -279,24 +268,11 @@ def _legacy_text(value: dict, key: str, line: int, strip: bool) -> tuple[str, Pr
     text = value[key]
     if not isinstance(text, str):
         return "", Problem(code="wrong_type", line=line, field=key,
-                           message=f"expected a string, got {_json_type(text)}")
+                           message=f"expected a string, got {json_type(text)}")
     if not text.strip():
         return "", Problem(code="empty_value", line=line, field=key, message=f"{key} is empty")
     return (text.strip() if strip else text), None
 
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
 
 
 __all__ = ["ConversionSummary", "convert_csv", "convert_prompt_completion"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
 
@@ -71,3 +71,18 @@ class ReportBuilder:
             listed.append(problem)
         else:
             setattr(self.report, skipped, getattr(self.report, skipped) + 1)
+
+
+def json_type(value: Any) -> str:
+    """How a decoded JSON value is named in a problem's reason ("a number", "null")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"

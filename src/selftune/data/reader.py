@@ -7,6 +7,8 @@ line instead of aborting the whole read, and one enormous line can't exhaust mem
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,11 +58,28 @@ def _decode(raw: bytes, number: int) -> Any | Problem:
         return Problem(code="invalid_utf8", line=number,
                        message=f"byte {exc.start + 1} of the line is not valid UTF-8; save the file as UTF-8")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         return Problem(code="invalid_json", line=number, message=f"not valid JSON: {exc.msg} at column {exc.colno}")
     except ValueError as exc:
         return Problem(code="invalid_json", line=number, message=f"not valid JSON: {exc}")
+    if _LONE_SURROGATE_HINT.search(raw) and not _encodable(value):
+        return Problem(code="invalid_unicode", line=number,
+                       message="a \\uD800-\\uDFFF escape that is not part of a surrogate pair is not valid Unicode")
+    return value
+
+
+# JSON may spell a lone UTF-16 surrogate as an escape; Python decodes it into a string that can't be
+# encoded again. Only lines with such an escape pay for the deep check.
+_LONE_SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _encodable(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _reject_constant(name: str):
@@ -71,3 +90,13 @@ def _skip_rest_of_line(f) -> None:
     while chunk := f.readline(1 << 20):
         if chunk.endswith(b"\n"):
             return
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """True when two paths name one file (so an output would overwrite its own input)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links, case-insensitive file systems
+    except OSError:
+        return False

@@ -15,9 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from selftune.data.convert import _same_file
 from selftune.data.problems import Problem
-from selftune.data.reader import BOM, open_input, read_jsonl
+from selftune.data.reader import BOM, open_input, read_jsonl, same_file
 from selftune.data.validation import detect_purpose
 from selftune.errors import SelftuneError
 from selftune.store.atomic import atomic_write
@@ -74,10 +73,10 @@ def _check_request(valid_fraction: float | None, valid_size: int | None) -> None
 
 def _check_paths(src: Path, train_out: Path, valid_out: Path, force: bool) -> None:
     """Refuse before reading a byte: overwriting the input or one output with the other loses data."""
-    if _same_file(train_out, valid_out):
+    if same_file(train_out, valid_out):
         raise SelftuneError(f"{train_out}: the training and validation outputs must be different files")
     for out in (train_out, valid_out):
-        if _same_file(src, out):
+        if same_file(src, out):
             raise SelftuneError(f"{out}: is the input file; write the split to other files")
         if out.is_dir():
             raise SelftuneError(f"{out}: is a directory, not a file")
@@ -174,11 +173,11 @@ def _stratified_choice(src: Path, lines: array, labels: array, strata: int, want
                        rng: random.Random) -> set[int]:
     """Sample each stratum in proportion to its size, so each label keeps its share in both parts."""
     members: list[list[int]] = [[] for _ in range(strata)]
-    for line, label in zip(lines, labels):
+    for line, label in zip(lines, labels, strict=True):
         members[label].append(line)
     quotas = _allocate(src, [len(m) for m in members], wanted, rng)
     chosen: set[int] = set()
-    for lines_of_stratum, quota in zip(members, quotas):
+    for lines_of_stratum, quota in zip(members, quotas, strict=True):
         chosen.update(rng.sample(lines_of_stratum, quota))
     return chosen
 

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from selftune.data.formats import ROLES, ChatExample, Example, PreferenceExample
-from selftune.data.problems import Problem, Purpose
+from selftune.data.problems import Problem, Purpose, json_type
 from selftune.data.rules import chat_rules, preference_rules
 
 _MODELS = {"sft": ChatExample, "dpo": PreferenceExample}
@@ -38,7 +38,7 @@ def detect_purpose(value: Any) -> Purpose | None:
 def validate_line(value: Any, purpose: Purpose, line: int) -> tuple[Example | None, list[Problem]]:
     if not isinstance(value, dict):
         return None, [Problem(code="not_an_object", line=line,
-                              message=f"each line must be a JSON object, got {_json_type(value)}")]
+                              message=f"each line must be a JSON object, got {json_type(value)}")]
     found = detect_purpose(value)
     if found is not None and found != purpose:
         return None, [Problem(code="wrong_format", line=line,
@@ -76,7 +76,7 @@ def _translate(error: dict, line: int) -> Problem:
             owner = f"a {role} message" if role and on_message else "this object"
             code, message = "unexpected_field", f"field {leaf!r} is not allowed on {owner}"
     elif kind in _EXPECTED_TYPES:
-        code, message = "wrong_type", f"expected {_EXPECTED_TYPES[kind]}, got {_json_type(given)}"
+        code, message = "wrong_type", f"expected {_EXPECTED_TYPES[kind]}, got {json_type(given)}"
     elif kind == "literal_error":
         message = f"must be {error['ctx']['expected']}, got {_short(given)}"
     elif kind == "string_pattern_mismatch":
@@ -89,7 +89,7 @@ def _translate(error: dict, line: int) -> Problem:
         code, message = "empty_value", "must not be empty"
     elif kind == "wrong_type":  # our own discriminator error for content
         code = "wrong_type"
-        message = f"{error['msg']}, got {_json_type(given)}"
+        message = f"{error['msg']}, got {json_type(given)}"
     elif kind not in _PYDANTIC_TYPES:  # a PydanticCustomError raised by formats.py: its type is our code
         code = kind
     return Problem(code=code, line=line, field=path or None, message=message)
@@ -127,19 +127,6 @@ def _path(parts: list) -> str:
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
 
 
 def _short(value: Any, limit: int = 40) -> str:
