@@ -268,3 +268,20 @@ def test_lone_surrogate_escape_is_invalid_unicode(tmp_path):
         '{"messages": [{"role": "user", "content": "\\ud83d\\ude00"}, {"role": "assistant", "content": "x"}]}',
     ]) + "\n")
     assert only(check(path)) == (11, "invalid_unicode", None)  # a proper pair (line 12, an emoji) is fine
+
+
+@pytest.mark.parametrize("answer", ["", "  ", [{"type": "text", "text": ""}]])
+def test_empty_trained_answer_is_a_warning(tmp_path, answer):
+    report = check_line(tmp_path, {"messages": [USER, {"role": "assistant", "content": answer}]})
+    assert report.valid
+    assert [(w.line, w.code, w.field) for w in report.warnings] == [(11, "empty_answer", "messages[1].content")]
+
+
+def test_empty_answer_with_weight_zero_is_not_flagged(tmp_path):
+    row = {"messages": [USER, {"role": "assistant", "content": "", "weight": 0}, USER, ANSWER]}
+    assert not check_line(tmp_path, row).warnings
+
+
+def test_non_string_role_is_shown_as_json(tmp_path):
+    report = check_line(tmp_path, {"messages": [{"role": None, "content": "x"}, ANSWER]})
+    assert report.errors[0].message.startswith("role null is not one of")

@@ -40,7 +40,7 @@ def check(path: str | Path, purpose: Purpose | None = None, model: str | None = 
             example, problems = validate_line(value, purpose or "sft", line)
         for problem in problems:
             builder.add(problem)
-        if problems:
+        if example is None:
             bad_lines += 1
             continue
         report.valid_examples += 1
@@ -88,7 +88,7 @@ def iter_examples(path: str | Path, purpose: Purpose | None = None):
             raise SelftuneError(value.format(str(path)))
         purpose = purpose or detect_purpose(value) or "sft"
         example, problems = validate_line(value, purpose, line)
-        if problems:
+        if example is None:
             raise SelftuneError(problems[0].format(str(path)))
         yield line, example
 

@@ -18,6 +18,20 @@ def chat_rules(example: ChatExample) -> list[Finding]:
     return findings
 
 
+def chat_advice(example: ChatExample) -> list[Finding]:
+    """Legal but probably unintended: worth a warning, not a refusal."""
+    return [("empty_answer", f"messages[{i}].content",
+             "this trained assistant answer is empty, which teaches the model to stop without answering")
+            for i, m in enumerate(example.messages)
+            if isinstance(m, AssistantMessage) and m.trained and not m.tool_calls and not _text(m.content).strip()]
+
+
+def _text(content) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    return "".join(part.text for part in content)
+
+
 def preference_rules(example: PreferenceExample) -> list[Finding]:
     source = example.input
     findings = _conversation_rules(source.messages, source.tools, source.parallel_tool_calls, "input.")

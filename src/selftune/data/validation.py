@@ -7,16 +7,18 @@ cross-message rules.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
 from selftune.data.formats import ROLES, ChatExample, Example, PreferenceExample
 from selftune.data.problems import Problem, Purpose, json_type
-from selftune.data.rules import chat_rules, preference_rules
+from selftune.data.rules import chat_advice, chat_rules, preference_rules
 
 _MODELS = {"sft": ChatExample, "dpo": PreferenceExample}
 _RULES = {"sft": chat_rules, "dpo": preference_rules}
+_ADVICE = {"sft": chat_advice, "dpo": lambda example: []}
 _ADAPTERS = {purpose: TypeAdapter(model) for purpose, model in _MODELS.items()}
 # Lists whose items pydantic tags with their role (a discriminated union); the tag is not a field.
 _ROLE_TAGGED = {"messages"}
@@ -36,6 +38,7 @@ def detect_purpose(value: Any) -> Purpose | None:
 
 
 def validate_line(value: Any, purpose: Purpose, line: int) -> tuple[Example | None, list[Problem]]:
+    """The example and its warnings, or None and its errors."""
     if not isinstance(value, dict):
         return None, [Problem(code="not_an_object", line=line,
                               message=f"each line must be a JSON object, got {json_type(value)}")]
@@ -50,7 +53,10 @@ def validate_line(value: Any, purpose: Purpose, line: int) -> tuple[Example | No
         return None, [_translate(error, line) for error in exc.errors(include_url=False)]
     problems = [Problem(code=code, line=line, field=field, message=message)
                 for code, field, message in _RULES[purpose](example)]
-    return (None if problems else example), problems
+    if problems:
+        return None, problems
+    return example, [Problem(severity="warning", code=code, line=line, field=field, message=message)
+                     for code, field, message in _ADVICE[purpose](example)]
 
 
 def _translate(error: dict, line: int) -> Problem:
@@ -63,7 +69,7 @@ def _translate(error: dict, line: int) -> Problem:
 
     if kind == "union_tag_invalid":
         code, path = "invalid_role", _join(path, "role")
-        message = f"role {given.get('role')!r} is not one of {', '.join(ROLES)}"
+        message = f"role {_short(given.get('role'))} is not one of {', '.join(ROLES)}"
     elif kind == "union_tag_not_found":
         code, path, message = "missing_field", _join(path, "role"), "message has no role"
     elif kind == "missing":
@@ -130,5 +136,6 @@ def _join(path: str, key: str) -> str:
 
 
 def _short(value: Any, limit: int = 40) -> str:
-    text = repr(value)
+    """A value as the user wrote it: 'text' for strings, JSON for the rest (null, ["a"])."""
+    text = f"'{value}'" if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 3] + "..."
