@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from enum import Enum
@@ -10,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from selftune.errors import SelftuneError
 from selftune.models.registry import DEFAULT_MODEL
@@ -214,7 +215,7 @@ def models_list(as_json: JsonOption = False) -> None:
         out.print(json.dumps([{**vars(i), "path": str(i.path) if i.path else None} for i in infos], indent=2),
                   markup=False)
         return
-    table = Table("model", "kind", "status", "description")
+    table = Table(Column("model", no_wrap=True), "kind", "status", "description")
     for info in infos:
         status = "ready" if info.path else ("converts on first use" if info.available else "not installed")
         table.add_row(info.id, info.kind, status, info.description)
@@ -224,7 +225,10 @@ def models_list(as_json: JsonOption = False) -> None:
 def main() -> None:
     """Entry point: user mistakes end with one line on stderr and exit 2, never a traceback."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # library progress bars; selftune says what it is doing itself
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("selftune").setLevel(logging.INFO)
     try:
         app()  # usage errors are typer's: usage text on stderr and exit 2
     except SelftuneError as exc:

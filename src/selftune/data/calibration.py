@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -76,7 +77,9 @@ def _measure(model: str) -> float:
 
     torch.manual_seed(0)
     net = AutoModelForCausalLM.from_pretrained(resolve_model(model), dtype=torch.float32)
-    net = get_peft_model(net, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"))
+    with warnings.catch_warnings():  # PEFT calls a transformers API that warns of its own deprecation
+        warnings.simplefilter("ignore", FutureWarning)
+        net = get_peft_model(net, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"))
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
     vocab = net.config.vocab_size
     ids = torch.randint(0, vocab, (1, CALIBRATION_TOKENS))

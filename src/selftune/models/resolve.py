@@ -9,6 +9,7 @@ Three kinds of id, tried in this order:
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from selftune.models.gguf import convert_gguf
 from selftune.models.registry import BUNDLED_MODELS, BundledModel
 from selftune.store.build_once import build_once
 
+log = logging.getLogger(__name__)
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Weights are taken from safetensors only: pickled .bin/.pt files can run code when loaded.
 HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "tokenizer*"]
@@ -66,7 +68,12 @@ def _resolve_bundled(model: BundledModel) -> Path:
         )
     source = {"gguf": gguf.name, "package": model.distribution, "version": model.version(),
               "hub_id": model.hub_id}
-    return build_once(target, lambda tmp: convert_gguf(gguf, tmp, source))
+
+    def convert(tmp: Path) -> None:
+        log.info("converting %s to safetensors in %s (once, about 30 s)", gguf.name, target)
+        convert_gguf(gguf, tmp, source)
+
+    return build_once(target, convert)
 
 
 def _check_local_folder(folder: Path) -> Path:
