@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from selftune.data.formats import Example
 from selftune.data.problems import Problem, Purpose, Report, ReportBuilder
 from selftune.data.reader import read_jsonl
 from selftune.data.validation import detect_purpose, validate_line
+from selftune.errors import SelftuneError
 
 MIN_EXAMPLES = 10  # the hosted service refuses files with fewer
 LINES_LISTED = 20  # how many line numbers a summary warning spells out
@@ -81,8 +81,6 @@ def _are_longer(n: int) -> str:
 
 def iter_examples(path: str | Path, purpose: Purpose | None = None):
     """Yield ``(line, Example)`` for a file that passed :func:`check`; stops at the first bad line."""
-    from selftune.errors import SelftuneError
-
     for line, value in read_jsonl(Path(path)):
         if isinstance(value, Problem):
             raise SelftuneError(value.format(str(path)))
@@ -92,5 +90,3 @@ def iter_examples(path: str | Path, purpose: Purpose | None = None):
             raise SelftuneError(problems[0].format(str(path)))
         yield line, example
 
-
-__all__ = ["check", "iter_examples", "Example"]
