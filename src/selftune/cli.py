@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from selftune.data.problems import count_of
 from selftune.errors import SelftuneError
 from selftune.models.registry import DEFAULT_MODEL
 
@@ -77,17 +78,13 @@ def _print_report(report, file: Path) -> None:
         out.print(problem.format(name).replace(": ", ": warning: ", 1), markup=False)
     if report.warnings_not_shown:
         out.print(f"{name}: ... and {report.warnings_not_shown:,} more warnings not shown", markup=False)
-    warnings = f", {_count(report.warning_count, 'warning')}" if report.warning_count else ""
-    examples = _count(report.examples, "example")
+    warnings = f", {count_of(report.warning_count, 'warning')}" if report.warning_count else ""
+    examples = count_of(report.examples, "example")
     if report.valid:
         out.print(f"[green]✓[/] {name}: valid, {examples}, {kind}{warnings}")
         return
     where = f" on {report.lines_with_errors:,} of {examples}" if report.lines_with_errors else f", {examples}"
-    out.print(f"[red]✗[/] {name}: invalid, {_count(report.error_count, 'error')}{where}, {kind}{warnings}")
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+    out.print(f"[red]✗[/] {name}: invalid, {count_of(report.error_count, 'error')}{where}, {kind}{warnings}")
 
 
 @data_app.command("stats")
@@ -171,9 +168,9 @@ def data_convert(
     if not summary.ok:
         out.print(f"[red]✗[/] {source}: not converted; fix the rows above or pass --skip-invalid")
         raise typer.Exit(1)
-    skipped = f", skipped {_count(summary.skipped, 'bad row')}" if summary.skipped else ""
+    skipped = f", skipped {count_of(summary.skipped, 'bad row')}" if summary.skipped else ""
     mark = "[green]✓[/]" if summary.written else "[red]✗[/]"
-    out.print(f"{mark} wrote {_count(summary.written, 'example')} to {dest}{skipped}")
+    out.print(f"{mark} wrote {count_of(summary.written, 'example')} to {dest}{skipped}")
     if not summary.written:
         raise typer.Exit(1)
 
@@ -198,8 +195,8 @@ def data_split(
     summary = split_file(file, train_out=train_out or Path(f"{stem}.train.jsonl"),
                          valid_out=valid_out or Path(f"{stem}.valid.jsonl"), valid_fraction=valid_fraction,
                          valid_size=valid_size, seed=seed, stratify=stratify, force=force)
-    strata = f", stratified over {_count(summary.strata, 'answer')}" if summary.strata else ""
-    out.print(f"[green]✓[/] {_count(summary.train, 'example')} -> {summary.train_path}, "
+    strata = f", stratified over {count_of(summary.strata, 'answer')}" if summary.strata else ""
+    out.print(f"[green]✓[/] {count_of(summary.train, 'example')} -> {summary.train_path}, "
               f"{summary.valid:,} -> {summary.valid_path}{strata}")
 
 

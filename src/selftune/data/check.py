@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from selftune.data.problems import Problem, Purpose, Report, ReportBuilder
+from selftune.data.problems import Problem, Purpose, Report, ReportBuilder, count_of
 from selftune.data.reader import read_jsonl
 from selftune.data.validation import detect_purpose, validate_line
 from selftune.errors import SelftuneError
@@ -70,13 +70,10 @@ def _too_long_warning(lines: list[int], context: int) -> Problem:
     more = f" and {len(lines) - LINES_LISTED} more" if len(lines) > LINES_LISTED else ""
     return Problem(
         severity="warning", code="too_long",
-        message=f"{_are_longer(len(lines))} than the model's context of {context} tokens and "
+        message=f"{count_of(len(lines), 'example')} {'is' if len(lines) == 1 else 'are'} longer than the "
+                f"model's context of {context} tokens and "
                 f"will be truncated: line{'s' if len(lines) > 1 else ''} {listed}{more}",
     )
-
-
-def _are_longer(n: int) -> str:
-    return "1 example is longer" if n == 1 else f"{n} examples are longer"
 
 
 def iter_examples(path: str | Path, purpose: Purpose | None = None):

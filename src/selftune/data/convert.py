@@ -105,7 +105,6 @@ def _check_paths(src: Path, dest: Path, force: bool) -> None:
     open_input(src).close()  # a missing or unreadable input is a one-line error, not a traceback
 
 
-
 def _check_system_prompt(system_prompt: str | None) -> None:
     if system_prompt is not None and not system_prompt.strip():
         raise SelftuneError("the system prompt is empty; leave it out instead")
@@ -272,7 +271,6 @@ def _legacy_text(value: dict, key: str, line: int, strip: bool) -> tuple[str, Pr
     if not text.strip():
         return "", Problem(code="empty_value", line=line, field=key, message=f"{key} is empty")
     return (text.strip() if strip else text), None
-
 
 
 __all__ = ["ConversionSummary", "convert_csv", "convert_prompt_completion"]

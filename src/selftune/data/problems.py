@@ -86,3 +86,8 @@ def json_type(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return "an object"
+
+
+def count_of(n: int, noun: str) -> str:
+    """``1 example``, ``2 examples``: the counts users read in summaries."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"

@@ -134,7 +134,6 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-
 def _short(value: Any, limit: int = 40) -> str:
     """A value as the user wrote it: 'text' for strings, JSON for the rest (null, ["a"])."""
     text = f"'{value}'" if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
