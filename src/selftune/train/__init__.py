@@ -1,0 +1,30 @@
+"""Stage 2: fine-tune a base model on a validated file — LoRA or full, supervised or DPO.
+
+``run(TrainConfig(...))`` is the whole run; :class:`Trainer` exposes its lifecycle for the worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from selftune.train.config import TrainConfig
+from selftune.train.trainer import Trainer, TrainResult
+
+
+def run(config: TrainConfig, should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Train as ``config`` says and write the output folder; returns the run's outcome.
+
+    ``should_stop`` is polled after every step; when it returns True the run saves a checkpoint
+    and returns with status ``"stopped"`` (``config.resume`` continues it later).
+    """
+    from selftune.train.output import write_output
+
+    trainer = Trainer(config, should_stop=should_stop)
+    trainer.setup()
+    result = trainer.train()
+    if result.status != "stopped":
+        write_output(trainer, result)
+    return result
+
+
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "run"]

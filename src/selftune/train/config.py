@@ -1,0 +1,71 @@
+"""``TrainConfig``: every knob of a training run, typed and validated in one place.
+
+The CLI options, the Python API, the worker and ``training.json`` all use this one model, so a
+setting means the same thing everywhere. Names follow the hosted API's hyperparameters
+(``n_epochs``, ``batch_size``, ``learning_rate_multiplier``, ``beta``); ``"auto"`` is resolved
+from the data by :mod:`selftune.train.hyperparams`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from selftune.models.registry import DEFAULT_MODEL
+
+Auto = Literal["auto"]
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(DEFAULT_MODEL, description="Base model: a bundled id, a Hugging Face hub id or a local folder.")
+    train_file: Path = Field(description="Training file (chat JSONL for supervised, preference JSONL for dpo).")
+    valid_file: Path | None = Field(None, description="Validation file, same format; evaluated every epoch.")
+    method: Literal["supervised", "dpo"] = Field("supervised", description="Supervised fine-tuning or DPO.")
+    full: bool = Field(False, description="Train every weight instead of a LoRA adapter.")
+    n_epochs: Union[int, Auto] = Field("auto", description="Passes over the training file; auto: the hosted rule.")
+    batch_size: Union[int, Auto] = Field(
+        "auto", description="Examples per optimizer step, on average: steps hold a token budget of "
+                            "batch_size x mean example length, so long and short examples mix fairly.")
+    learning_rate_multiplier: Union[float, Auto] = Field(
+        "auto", description="Scales the method's base learning rate (see docs/training.md).")
+    beta: Union[float, Auto] = Field("auto", description="DPO: strength of the pull towards the reference model.")
+    lora_rank: int = Field(16, ge=1, le=1024, description="LoRA rank.")
+    lora_alpha: int | None = Field(None, ge=1, description="LoRA alpha; default 2 x rank.")
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    lora_targets: Union[str, list[str]] = Field("all-linear", description="Modules that get adapters.")
+    seed: int = Field(0, description="Seeds data order, adapter initialisation and dropout.")
+    out: Path = Field(Path("selftune-out"), description="Output folder: adapter or model, training.json, "
+                                                        "results.csv, checkpoints/.")
+    resume: bool = Field(False, description="Continue from the newest checkpoint in `out`.")
+    time_budget: float | None = Field(None, gt=0, description="Seconds the run may take; the schedule is "
+                                                              "planned to end within it.")
+    max_length: int | None = Field(None, ge=8, description="Longest example in tokens; longer ones are cut. "
+                                                           "Default: the model's context length.")
+    eval_every: int | None = Field(None, ge=1, description="Also evaluate the validation file every N steps.")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop when validation loss has not improved for this many evaluations.")
+    keep_checkpoints: int = Field(3, ge=1, description="Checkpoints kept on disk (the newest ones).")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 where the hardware has it.")
+    share_prefixes: bool = Field(True, description="Compute a prefix shared by examples of a batch once.")
+    events_file: Path | None = Field(None, description="Append one JSON line per step, evaluation, checkpoint.")
+    progress: bool = Field(False, description="Show a progress bar on the terminal.")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if isinstance(self.n_epochs, int) and not 1 <= self.n_epochs <= 50:
+            raise ValueError("n_epochs must be 'auto' or between 1 and 50")
+        if isinstance(self.batch_size, int) and not 1 <= self.batch_size <= 256:
+            raise ValueError("batch_size must be 'auto' or between 1 and 256")
+        if isinstance(self.learning_rate_multiplier, float) and not 0 < self.learning_rate_multiplier <= 10:
+            raise ValueError("learning_rate_multiplier must be 'auto' or in (0, 10]")
+        if isinstance(self.beta, float) and not 0 < self.beta <= 2:
+            raise ValueError("beta must be 'auto' or in (0, 2]")
+        if self.beta != "auto" and self.method != "dpo":
+            raise ValueError("beta applies to method='dpo' only")
+        if self.early_stopping_patience and not self.valid_file:
+            raise ValueError("early_stopping_patience needs a valid_file to watch")
+        return self

@@ -1,0 +1,65 @@
+"""What ``"auto"`` means for each hyperparameter, resolved once from the training data.
+
+Epochs follow the hosted rule (:func:`selftune.data.estimate.auto_epochs`). The hosted service does
+not publish its batch-size and learning-rate rules; ours are documented in docs/training.md and
+were chosen on Banking77's validation split (never its test split).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from selftune.data.estimate import auto_epochs
+from selftune.train.config import TrainConfig
+
+BASE_LEARNING_RATE = {  # learning rate at multiplier 1.0
+    ("supervised", "lora"): 1e-3,
+    ("supervised", "full"): 5e-5,
+    ("dpo", "lora"): 5e-5,
+    ("dpo", "full"): 1e-6,
+}
+MIN_AUTO_BATCH, MAX_AUTO_BATCH = 8, 32
+EXAMPLES_PER_AUTO_BATCH = 100  # one more example per step for every 100 in the file, within the bounds
+DEFAULT_BETA = 0.1  # TRL's and the hosted service's default
+WARMUP_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    n_epochs: int
+    batch_size: int
+    learning_rate_multiplier: float
+    learning_rate: float
+    beta: float | None
+    lora_rank: int | None
+    lora_alpha: int | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve(config: TrainConfig, n_examples: int) -> Hyperparameters:
+    epochs = auto_epochs(n_examples) if config.n_epochs == "auto" else config.n_epochs
+    batch = (min(MAX_AUTO_BATCH, max(MIN_AUTO_BATCH, n_examples // EXAMPLES_PER_AUTO_BATCH))
+             if config.batch_size == "auto" else config.batch_size)
+    batch = min(batch, max(1, n_examples))
+    multiplier = 1.0 if config.learning_rate_multiplier == "auto" else float(config.learning_rate_multiplier)
+    kind = "full" if config.full else "lora"
+    beta = None
+    if config.method == "dpo":
+        beta = DEFAULT_BETA if config.beta == "auto" else float(config.beta)
+    return Hyperparameters(
+        n_epochs=epochs, batch_size=batch, learning_rate_multiplier=multiplier,
+        learning_rate=BASE_LEARNING_RATE[(config.method, kind)] * multiplier, beta=beta,
+        lora_rank=None if config.full else config.lora_rank,
+        lora_alpha=None if config.full else (config.lora_alpha or 2 * config.lora_rank),
+    )
+
+
+def learning_rate_at(step: int, total_steps: int, peak: float) -> float:
+    """Linear warm-up over the first 5% of steps, then linear decay to zero at ``total_steps``."""
+    warmup = max(1, round(WARMUP_FRACTION * total_steps))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    remaining = max(1, total_steps - warmup)
+    return peak * max(0.0, (total_steps - step) / remaining)
