@@ -200,6 +200,114 @@ def data_split(
               f"{summary.valid:,} -> {summary.valid_path}{strata}")
 
 
+class MethodOption(str, Enum):
+    supervised = "supervised"
+    dpo = "dpo"
+
+
+def _auto(value: str, kind: type, option: str):
+    """"auto" or a number, as the hosted API's hyperparameters take them."""
+    if value == "auto":
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected 'auto' or a number, got {value!r}", param_hint=option) from None
+
+
+def _seconds(value: str | None) -> float | None:
+    """'600', '600s', '10m' or '1.5h' -> seconds."""
+    if value is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (value[:-1], value[-1]) if value[-1:] in units else (value, "s")
+    try:
+        return float(number) * units[unit]
+    except ValueError:
+        raise typer.BadParameter(f"expected a duration like 600, 90s, 10m or 1.5h, got {value!r}",
+                                 param_hint="--time-budget") from None
+
+
+@app.command("train")
+def train(
+    train_file: Annotated[Path, typer.Option("--train", help="Training file (chat JSONL, or preference JSONL for dpo).")],
+    valid_file: Annotated[Optional[Path], typer.Option("--valid", help="Validation file, evaluated every epoch.")] = None,
+    model: ModelOption = DEFAULT_MODEL,
+    method: Annotated[MethodOption, typer.Option(help="supervised or dpo.")] = MethodOption.supervised,
+    full: Annotated[bool, typer.Option("--full", help="Train every weight instead of a LoRA adapter.")] = False,
+    epochs: Annotated[str, typer.Option("--epochs", help="n_epochs: auto or N.")] = "auto",
+    batch_size: Annotated[str, typer.Option(help="Examples per step on average: auto or N.")] = "auto",
+    lr_multiplier: Annotated[str, typer.Option(help="learning_rate_multiplier: auto or X.")] = "auto",
+    beta: Annotated[str, typer.Option(help="DPO beta: auto or X.")] = "auto",
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    lora_alpha: Annotated[Optional[int], typer.Option(help="LoRA alpha (default 2 x rank).")] = None,
+    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed for data order, initialisation and dropout.")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("selftune-out"),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --out.")] = False,
+    time_budget: Annotated[Optional[str], typer.Option(help="Finish within this time, e.g. 10m: the schedule is planned to fit.")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="Cut examples longer than this many tokens.")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="Also evaluate every N steps.")] = None,
+    early_stopping: Annotated[Optional[int], typer.Option(help="Stop after N evaluations without a better validation loss.")] = None,
+    events: Annotated[Optional[Path], typer.Option("--events", help="Append one JSON line per step/eval/checkpoint here.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Fine-tune a base model: LoRA (default) or --full, supervised or DPO."""
+    from pydantic import ValidationError
+
+    from selftune.train import TrainConfig, run
+    from selftune.train.dataset import InvalidTrainingFile
+
+    try:
+        config = TrainConfig(
+            model=model, train_file=train_file, valid_file=valid_file, method=method.value, full=full,
+            n_epochs=_auto(epochs, int, "--epochs"), batch_size=_auto(batch_size, int, "--batch-size"),
+            learning_rate_multiplier=_auto(lr_multiplier, float, "--lr-multiplier"), beta=_auto(beta, float, "--beta"),
+            lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, seed=seed, out=out_dir,
+            resume=resume, time_budget=_seconds(time_budget), max_length=max_length, eval_every=eval_every,
+            early_stopping_patience=early_stopping, events_file=events, progress=progress and out.is_terminal)
+    except ValidationError as exc:
+        raise SelftuneError("; ".join(_validation_message(e) for e in exc.errors())) from None
+    try:
+        result = run(config)
+    except InvalidTrainingFile as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(1) from None
+    state = result.state
+    final = next((r for r in reversed(state.results) if r.get("valid_loss") is not None), state.results[-1])
+    valid = (f", valid loss {final['valid_loss']:.4f}, valid token accuracy {final['valid_mean_token_accuracy']:.1%}"
+             if final.get("valid_loss") is not None else "")
+    speed = state.tokens_seen / state.elapsed if state.elapsed else 0
+    out.print(f"{result.status}: {state.global_step:,} steps, {state.tokens_seen:,} tokens in {_duration(state.elapsed)} "
+              f"({speed:,.0f} tokens/s); train loss {state.results[-1]['train_loss']:.4f}{valid}", markup=False)
+    out.print(f"output: {result.out}", markup=False)
+
+
+def _validation_message(error: dict) -> str:
+    field = ".".join(str(p) for p in error.get("loc", ()))
+    message = error.get("msg", "").removeprefix("Value error, ")
+    return f"{field}: {message}" if field else message
+
+
+@app.command("export")
+def export(
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="Output folder of `selftune train`.")],
+    merge: Annotated[bool, typer.Option("--merge", help="Merge the LoRA adapter into the base weights.")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write (must not exist).")] = Path("selftune-merged"),
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+) -> None:
+    """Write a standalone model folder that plain transformers loads."""
+    from selftune.train.export import export_merged
+
+    if not merge:
+        raise typer.BadParameter("only --merge is supported: the adapter folder itself is the unmerged export",
+                                 param_hint="--merge")
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise typer.BadParameter(f"unknown dtype {dtype!r}", param_hint="--dtype")
+    path = export_merged(folder, out_dir, dtype)
+    out.print(f"merged model written to {path}", markup=False)
+
+
 @models_app.command("list")
 def models_list(as_json: JsonOption = False) -> None:
     """Bundled models and Hub models already in the local cache."""

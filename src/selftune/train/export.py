@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -28,7 +29,9 @@ def export_merged(folder: Path, out: Path, dtype: str = "float32") -> Path:
     if record.get("adapter") == "lora":
         base = AutoModelForCausalLM.from_pretrained(resolve_model(record["base_model"]), dtype=torch.float32,
                                                     use_safetensors=True)
-        model = PeftModel.from_pretrained(base, folder).merge_and_unload()
+        with warnings.catch_warnings():  # PEFT reads a property transformers has deprecated
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            model = PeftModel.from_pretrained(base, folder).merge_and_unload()
     else:
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
     model = model.to(torch_dtype)

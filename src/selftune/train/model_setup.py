@@ -8,6 +8,7 @@ Full fine-tuning keeps fp32 master weights and computes under the same autocast.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,9 @@ def load_for_training(folder: Path, lora: LoraSettings | None, compute_dtype: to
         return model.requires_grad_(True)
     config = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=lora.target_modules, task_type="CAUSAL_LM", bias="none")
-    peft_model = get_peft_model(model, config)
+    with warnings.catch_warnings():  # PEFT reads a property transformers has deprecated; not the user's concern
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft_model = get_peft_model(model, config)
     for param in peft_model.parameters():
         if param.requires_grad:  # adapter weights train in fp32
             param.data = param.data.float()
@@ -58,7 +61,9 @@ def load_adapter_for_training(folder: Path, adapter: Path, compute_dtype: torch.
     base = AutoModelForCausalLM.from_pretrained(folder, dtype=compute_dtype or torch.float32,
                                                 attn_implementation="sdpa", use_safetensors=True)
     base.config.use_cache = False
-    model = PeftModel.from_pretrained(base.to(device), adapter, is_trainable=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model = PeftModel.from_pretrained(base.to(device), adapter, is_trainable=True)
     for param in model.parameters():
         if param.requires_grad:
             param.data = param.data.float()
