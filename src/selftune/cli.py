@@ -254,8 +254,11 @@ def train(
 ) -> None:
     """Fine-tune a base model: LoRA (default) or --full, supervised or DPO."""
     from pydantic import ValidationError
+    from transformers.utils import logging as transformers_logging
 
     from selftune.train import TrainConfig, run
+
+    transformers_logging.disable_progress_bar()  # "Loading weights" bars; ours reports the training itself
     from selftune.train.dataset import InvalidTrainingFile
 
     try:
@@ -332,6 +335,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")  # library progress bars; selftune says what it is doing itself
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("selftune").setLevel(logging.INFO)
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import torch
@@ -29,9 +28,7 @@ def export_merged(folder: Path, out: Path, dtype: str = "float32") -> Path:
     if record.get("adapter") == "lora":
         base = AutoModelForCausalLM.from_pretrained(resolve_model(record["base_model"]), dtype=torch.float32,
                                                     use_safetensors=True)
-        with warnings.catch_warnings():  # PEFT reads a property transformers has deprecated
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            model = PeftModel.from_pretrained(base, folder).merge_and_unload()
+        model = PeftModel.from_pretrained(base, folder).merge_and_unload()
     else:
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
     model = model.to(torch_dtype)
