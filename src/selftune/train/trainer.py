@@ -7,6 +7,7 @@ only at trained positions, token-budget steps, and a schedule planned to end wit
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -85,6 +86,7 @@ class Trainer:
     # ---- setup -------------------------------------------------------------------------------
     def setup(self) -> None:
         config = self.config
+        self._setup_started = time.perf_counter()
         self.threads = set_threads()
         self.device = training_device()
         self.dtype = autocast_dtype(self.device, config.precision)
@@ -116,10 +118,16 @@ class Trainer:
             ckpt.restore_optimizer_and_rng(checkpoint, self.optimizer)
             log.info("resuming from %s (step %d)", checkpoint, self.state.global_step)
         self.reference = self._reference_logps() if config.method == "dpo" else None
-        self.planner = BudgetPlanner(config.time_budget) if config.time_budget else None
+        # the budget covers the whole run as the user waits for it, loading and tokenising included
+        setup_seconds = time.perf_counter() - self._setup_started
+        self.planner = BudgetPlanner(config.time_budget - setup_seconds) if config.time_budget else None
         self.events.emit("start", hyperparameters=self.hp.to_dict(), examples=len(self.train_data),
                          total_steps=self.state.total_steps, tokens_per_step=self.tokens_per_step,
                          resumed_at_step=self.state.global_step if checkpoint else None)
+
+    def _warn(self, message: str) -> None:
+        log.warning("warning: %s", message)
+        self.events.emit("warning", message=message)
 
     def _lengths(self, data: TrainingData) -> list[int]:
         if data.purpose == "sft":
@@ -150,7 +158,9 @@ class Trainer:
                 "train_file": self.train_data.sha256,
                 "valid_file": self.valid_data.sha256 if self.valid_data else None,
                 "hyperparameters": self.hp.to_dict(), "seed": self.config.seed,
-                "time_budget": self.config.time_budget}
+                "time_budget": self.config.time_budget, "max_length": self.max_length,
+                "lora_targets": self.config.lora_targets, "lora_dropout": self.config.lora_dropout,
+                "precision": self.config.precision}
 
     def _setup_model(self, checkpoint: Path | None):
         config = self.config
@@ -169,11 +179,14 @@ class Trainer:
         once and cached in the output folder (a resumed full fine-tune no longer has the reference
         weights). With LoRA the reference is the same model with the adapter switched off."""
         cache = self.out / "reference_logps.pt"
+        fingerprint = self._fingerprint()
         if cache.is_file():
-            return torch.load(cache, weights_only=True)
+            saved = torch.load(cache, weights_only=True)
+            if saved.get("fingerprint") == json.dumps(fingerprint, sort_keys=True):
+                return saved
         from selftune.store.atomic import atomic_write
 
-        result = {}
+        result = {"fingerprint": json.dumps(fingerprint, sort_keys=True)}
         for name, data in (("train", self.train_data), ("valid", self.valid_data)):
             if data is None:
                 continue
@@ -316,14 +329,15 @@ class Trainer:
     @torch.no_grad()
     def _evaluate(self) -> None:
         data = self.valid_data
-        if data is None:
-            return
+        state = self.state
+        if data is None or (state.results and state.results[-1]["step"] == state.global_step
+                            and state.results[-1].get("valid_loss") is not None):
+            return  # nothing to evaluate, or this step was just evaluated (eval_every at an epoch end)
         self.model.eval()
         try:
             loss, accuracy = self._valid_metrics(data)
         finally:
             self.model.train()
-        state = self.state
         if state.results and state.results[-1]["step"] == state.global_step:
             state.results[-1].update(valid_loss=loss, valid_mean_token_accuracy=accuracy)
         self.events.emit("eval", step=state.global_step, valid_loss=round(loss, 6),
