@@ -166,3 +166,41 @@ def test_convert_tsv_uses_a_tab_and_skip_invalid_with_nothing_left_fails(tmp_pat
     result = run("data", "convert", "bad.csv", "bad.jsonl", "--skip-invalid", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stdout.splitlines()[-1] == "✗ wrote 0 examples to bad.jsonl, skipped 1 bad row"
+
+
+def test_train_then_export(tmp_path, tiny_model):
+    """`selftune train` prints one summary line and the output folder; `export --merge` writes a model."""
+    write_jsonl(tmp_path / "train.jsonl", FILLER)
+    result = run("train", "--model", tiny_model, "--train", "train.jsonl", "--epochs", "2", "--out", "run",
+                 "--events", "events.jsonl", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary, where = result.stdout.splitlines()
+    assert summary.startswith("succeeded: ") and "tokens/s" in summary and "train loss" in summary
+    assert where == "output: run"
+    assert (tmp_path / "run" / "training.json").is_file()
+    assert result.stderr == ""  # no library warnings or progress bars leak out
+    assert json.loads((tmp_path / "events.jsonl").read_text().splitlines()[0])["type"] == "start"
+    merged = run("export", "run", "--merge", "--out", "merged", cwd=tmp_path)
+    assert merged.returncode == 0, merged.stderr
+    assert merged.stdout == "merged model written to merged\n"
+    assert (tmp_path / "merged" / "model.safetensors").is_file()
+
+
+def test_train_stops_on_an_invalid_file_with_stage_1_problems(tmp_path, tiny_model):
+    write_jsonl(tmp_path / "bad.jsonl", [*FILLER, {"messages": [{"role": "bot", "content": "x"}]}])
+    result = run("train", "--model", tiny_model, "--train", "bad.jsonl", "--out", "run", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "bad.jsonl:11: messages[0].role: invalid_role" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--epochs", "many"], "expected 'auto' or a number"),
+    (["--time-budget", "soon"], "expected a duration"),
+    (["--beta", "0.2"], "error: beta applies to method='dpo' only"),
+])
+def test_train_usage_errors_exit_2(tmp_path, tiny_model, args, message):
+    write_jsonl(tmp_path / "train.jsonl", FILLER)
+    result = run("train", "--model", tiny_model, "--train", "train.jsonl", *args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr

@@ -29,6 +29,7 @@ def write_output(trainer, result) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".final.", dir=out))
     try:
+        trainer.lm.config.use_cache = True  # training switched the cache off; generation wants it back
         trainer.model.save_pretrained(staging, safe_serialization=True)
         trainer.tokenizer.save_pretrained(staging)
         for item in staging.iterdir():  # each file lands atomically; training.json (below) marks completion
