@@ -249,6 +249,7 @@ def train(
     max_length: Annotated[Optional[int], typer.Option(help="Cut examples longer than this many tokens.")] = None,
     eval_every: Annotated[Optional[int], typer.Option(help="Also evaluate every N steps.")] = None,
     early_stopping: Annotated[Optional[int], typer.Option(help="Stop after N evaluations without a better validation loss.")] = None,
+    precision: Annotated[str, typer.Option(help="auto (bf16 where the hardware has it), bf16 or fp32.")] = "auto",
     events: Annotated[Optional[Path], typer.Option("--events", help="Append one JSON line per step/eval/checkpoint here.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -268,7 +269,7 @@ def train(
             learning_rate_multiplier=_auto(lr_multiplier, float, "--lr-multiplier"), beta=_auto(beta, float, "--beta"),
             lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, seed=seed, out=out_dir,
             resume=resume, time_budget=_seconds(time_budget), max_length=max_length, eval_every=eval_every,
-            early_stopping_patience=early_stopping, events_file=events, progress=progress and out.is_terminal)
+            early_stopping_patience=early_stopping, precision=precision, events_file=events, progress=progress and out.is_terminal)
     except ValidationError as exc:
         raise SelftuneError("; ".join(_validation_message(e) for e in exc.errors())) from None
     try:
@@ -276,6 +277,8 @@ def train(
     except InvalidTrainingFile as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(1) from None
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under accelerate launch / torchrun the first process reports for all
     state = result.state
     final = next((r for r in reversed(state.results) if r.get("valid_loss") is not None), state.results[-1])
     valid = (f", valid loss {final['valid_loss']:.4f}, valid token accuracy {final['valid_mean_token_accuracy']:.1%}"

@@ -26,8 +26,9 @@ def run(config: TrainConfig, should_stop: Callable[[], bool] | None = None) -> T
     trainer = Trainer(config, should_stop=should_stop)
     trainer.setup()
     result = trainer.train()
-    if result.status != "stopped":
+    if result.status != "stopped" and trainer.dist.is_main:
         write_output(trainer, result)
+    trainer.dist.barrier()
     return result
 
 

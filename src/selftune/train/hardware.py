@@ -51,7 +51,8 @@ def physical_cores() -> int:
     return max(1, min(len(cores), len(allowed)) if cores else len(allowed))
 
 
-def set_threads() -> int:
-    threads = physical_cores()
+def set_threads(processes: int = 1) -> int:
+    """One compute thread per physical core, shared out among the training processes on this machine."""
+    threads = max(1, physical_cores() // processes)
     torch.set_num_threads(threads)
     return threads

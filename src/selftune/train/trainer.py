@@ -23,6 +23,7 @@ from selftune.train import checkpoint as ckpt
 from selftune.train.batching import epoch_steps, micro_batches
 from selftune.train.config import TrainConfig
 from selftune.train.dataset import TrainingData, load_training_file
+from selftune.train.distributed import init_distributed
 from selftune.train.hardware import autocast_dtype, set_threads, training_device
 from selftune.train.hyperparams import Hyperparameters, learning_rate_at, resolve
 from selftune.train.metrics import EventLog, write_results_csv
@@ -87,8 +88,13 @@ class Trainer:
     def setup(self) -> None:
         config = self.config
         self._setup_started = time.perf_counter()
-        self.threads = set_threads()
         self.device = training_device()
+        self.dist = init_distributed(self.device)
+        self.threads = set_threads(processes=self.dist.local_world_size)
+        if self.dist.enabled and self.dist.is_main:
+            log.info("data parallel: world size %d, %d thread(s) per process", self.dist.world_size, self.threads)
+        if not self.dist.is_main:
+            self.events = EventLog(None)  # one process reports
         self.dtype = autocast_dtype(self.device, config.precision)
         self.model_folder = resolve_model(config.model)
         self.tokenizer = load_tokenizer(config.model)
@@ -192,8 +198,9 @@ class Trainer:
                 continue
             with self._adapter_disabled(), torch.no_grad():
                 result[name] = self._pair_logps(data, range(len(data)))
-        with atomic_write(cache, "wb") as f:
-            torch.save(result, f)
+        if self.dist.is_main:
+            with atomic_write(cache, "wb") as f:
+                torch.save(result, f)
         return result
 
     def _adapter_disabled(self):
@@ -240,7 +247,7 @@ class Trainer:
                         self._evaluate()
                     if self.planner is not None:
                         self._replan(metrics["tokens"], seconds)
-                    if self.should_stop():
+                    if self.dist.broadcast(int(self.should_stop())):
                         self.save_checkpoint()
                         self.events.emit("stopped", step=state.global_step)
                         return self._result("stopped")
@@ -267,21 +274,23 @@ class Trainer:
         lr = learning_rate_at(self.state.global_step, self.state.total_steps, self.hp.learning_rate)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        rows = micro_batches(examples, self.lengths, MAX_ROW_TOKENS)
+        mine = micro_batches(self.dist.shard(examples), self.lengths, MAX_ROW_TOKENS)  # this process's share
         if self.train_data.purpose == "sft":
-            metrics = self._sft_step(rows)
+            n_trained = sum(int(self.train_data.sequences[i].trained[1:].sum()) for i in examples)
+            metrics = self._sft_step(mine, n_trained)
         else:
-            metrics = self._dpo_step(rows, len(examples))
+            metrics = self._dpo_step(mine, len(examples))
         params = trainable_parameters(self.model)
+        self.dist.sum_gradients(params)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         metrics.update(lr=lr, grad_norm=grad_norm, tokens=sum(self.lengths[i] for i in examples))
         return metrics
 
-    def _sft_step(self, rows: list[list[int]]) -> dict:
+    def _sft_step(self, rows: list[list[int]], n_trained: int) -> dict:
+        """Backward over this process's rows; the loss is a mean over the whole step's trained tokens."""
         sequences = self.train_data.sequences
-        n_trained = sum(int(sequences[i].trained[1:].sum()) for row in rows for i in row)
         loss_sum, correct = 0.0, 0
         for row in rows:
             batch = pack([sequences[i] for i in row], self.config.share_prefixes)
@@ -289,6 +298,7 @@ class Trainer:
             (result.loss_sum / n_trained).backward()
             loss_sum += float(result.loss_sum.detach())
             correct += result.n_correct
+        loss_sum, correct = self.dist.sum(loss_sum, correct)
         return {"train_loss": loss_sum / n_trained, "train_accuracy": correct / n_trained}
 
     def _dpo_step(self, rows: list[list[int]], n_pairs: int) -> dict:
@@ -301,6 +311,7 @@ class Trainer:
             loss_total += float(result.loss.detach()) * len(row)
             chosen_wins += result.accuracy * len(row)
             margin += result.margin * len(row)
+        loss_total, chosen_wins, margin = self.dist.sum(loss_total, chosen_wins, margin)
         return {"train_loss": loss_total / n_pairs, "train_accuracy": chosen_wins / n_pairs,
                 "reward_margin": margin / n_pairs}
 
@@ -320,6 +331,7 @@ class Trainer:
         state = self.state
         total = self.planner.plan(state.global_step, state.elapsed, tokens, seconds, self.tokens_per_step,
                                   sum(self.steps_per_epoch))
+        total = self.dist.broadcast(total)  # every process must stop at the same step
         if total != state.total_steps:
             state.total_steps = max(total, state.global_step)
             self.events.emit("plan", step=state.global_step, total_steps=state.total_steps,
@@ -361,12 +373,13 @@ class Trainer:
             result = dpo_loss(policy[:, 0], policy[:, 1], reference[:, 0], reference[:, 1], self.hp.beta)
             return float(result.loss), result.accuracy
         loss_sum, tokens, correct = 0.0, 0, 0
-        for row in rows:
+        for row in self.dist.shard(rows):
             result = token_loss(self.lm, pack([data.sequences[i] for i in row], self.config.share_prefixes),
                                 self.dtype)
             loss_sum += float(result.loss_sum)
             tokens += result.n_tokens
             correct += result.n_correct
+        loss_sum, tokens, correct = self.dist.sum(loss_sum, tokens, correct)
         return loss_sum / tokens, correct / tokens
 
     # ---- checkpoints and result ------------------------------------------------------------------
@@ -374,10 +387,14 @@ class Trainer:
         from dataclasses import asdict
 
         state = {"run": asdict(self.state), "fingerprint": self._fingerprint()}
-        path = ckpt.save_checkpoint(self.out, self.state.global_step, self.model, self.optimizer, state,
-                                    self.config.keep_checkpoints)
-        write_results_csv(self.out / "results.csv", self.state.results)
-        self.events.emit("checkpoint", step=self.state.global_step, path=str(path))
+        path = ckpt.checkpoints_dir(self.out) / f"step-{self.state.global_step:06d}"
+        self.dist.check_in_sync(trainable_parameters(self.model))
+        if self.dist.is_main:
+            path = ckpt.save_checkpoint(self.out, self.state.global_step, self.model, self.optimizer, state,
+                                        self.config.keep_checkpoints)
+            write_results_csv(self.out / "results.csv", self.state.results)
+            self.events.emit("checkpoint", step=self.state.global_step, path=str(path))
+        self.dist.barrier()
         return path
 
     def _result(self, status: str) -> TrainResult:
