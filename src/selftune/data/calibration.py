@@ -47,11 +47,27 @@ def machine_fingerprint() -> str:
     return f"{cpu} | {os.cpu_count()} cpus | {gpu} | torch {torch.__version__}"
 
 
-def training_speed(model: str, refresh: bool = False) -> Calibration:
-    """Tokens per second of LoRA training for ``model`` on this machine (cached)."""
-    machine = machine_fingerprint()
+def _cache_file(model: str, machine: str) -> Path:
     key = hashlib.sha256(f"{model}\n{machine}".encode()).hexdigest()[:16]
-    cache = get_settings().calibration_dir / f"{key}.json"
+    return get_settings().calibration_dir / f"{key}.json"
+
+
+def record_training_speed(model: str, tokens_per_second: float, method: str) -> Calibration:
+    """Store the speed a real training run reached (stage 2 calls this), so later estimates use it
+    instead of the quick calibration."""
+    machine = machine_fingerprint()
+    result = Calibration(model=model, machine=machine, tokens_per_second=tokens_per_second, method=method,
+                         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    with atomic_write(_cache_file(model, machine)) as f:
+        f.write(result.model_dump_json(indent=2))
+    return result
+
+
+def training_speed(model: str, refresh: bool = False) -> Calibration:
+    """Tokens per second of LoRA training for ``model`` on this machine: the last ``selftune train``
+    run's figure when there is one, else a quick measurement (both cached)."""
+    machine = machine_fingerprint()
+    cache = _cache_file(model, machine)
     if cache.is_file() and not refresh:
         try:
             return Calibration.model_validate_json(cache.read_text())

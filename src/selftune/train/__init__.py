@@ -28,8 +28,20 @@ def run(config: TrainConfig, should_stop: Callable[[], bool] | None = None) -> T
     result = trainer.train()
     if result.status != "stopped" and trainer.dist.is_main:
         write_output(trainer, result)
+        _record_speed(trainer, result)
     trainer.dist.barrier()
     return result
+
+
+def _record_speed(trainer: Trainer, result: TrainResult) -> None:
+    """A default LoRA run's measured speed feeds stage 1's time estimates (``selftune data stats``)."""
+    from selftune.data.calibration import record_training_speed
+
+    config, state = trainer.config, result.state
+    if config.method == "supervised" and not config.full and not trainer.dist.enabled and state.elapsed > 0:
+        record_training_speed(config.model, state.tokens_seen / state.elapsed,
+                              f"selftune train, LoRA r{config.lora_rank}, {state.global_step} steps on "
+                              f"{trainer.train_data.path.name}")
 
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "run"]
