@@ -34,24 +34,13 @@ def epoch_steps(lengths: list[int], tokens_per_step: int, seed: int, epoch: int)
 
 
 def _cut(window: list[int], lengths: list[int], tokens_per_step: int) -> list[list[int]]:
-    window = sorted(window, key=lambda i: lengths[i])
-    steps: list[list[int]] = []
-    current: list[int] = []
-    tokens = 0
-    for index in window:
-        if current and tokens + lengths[index] > tokens_per_step:
-            steps.append(current)
-            current, tokens = [], 0
-        current.append(index)
-        tokens += lengths[index]
-    if current:
-        steps.append(current)
-    return steps
+    return micro_batches(sorted(window, key=lambda i: lengths[i]), lengths, tokens_per_step)
 
 
 def micro_batches(step: list[int], lengths: list[int], max_row_tokens: int) -> list[list[int]]:
-    """Split one step into rows of at most ``max_row_tokens`` (one example may exceed it alone);
-    their gradients are accumulated before the optimizer step."""
+    """Cut ``step`` in order into groups of at most ``max_row_tokens`` (one example may exceed it
+    alone): the rows of a step, whose gradients are summed before the optimizer step (also how a
+    length-sorted window is cut into steps)."""
     rows: list[list[int]] = []
     current: list[int] = []
     tokens = 0

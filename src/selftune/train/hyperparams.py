@@ -18,7 +18,7 @@ BASE_LEARNING_RATE = {  # learning rate at multiplier 1.0
     ("dpo", "lora"): 5e-5,
     ("dpo", "full"): 1e-6,
 }
-MIN_AUTO_BATCH, MAX_AUTO_BATCH = 8, 32
+MIN_AUTO_BATCH, MAX_AUTO_BATCH = 8, 16  # on Banking77 valid, batch 10 beat 32 by 15 points (3 epochs of 1k)
 EXAMPLES_PER_AUTO_BATCH = 100  # one more example per step for every 100 in the file, within the bounds
 DEFAULT_BETA = 0.1  # TRL's and the hosted service's default
 WARMUP_FRACTION = 0.05
