@@ -29,11 +29,11 @@ from selftune.store.build_once import build_once
 SOURCE = "https://raw.githubusercontent.com/PolyAI-LDN/task-specific-datasets/master/banking_data"
 SYSTEM_PROMPT = ("Classify the customer's banking message into exactly one intent label. "
                  "Answer with the label only.")
-TRAIN_BUDGET = "2m"
+TRAIN_BUDGET = "3m"
 PER_INTENT = 13  # train_1k.jsonl: 13 examples for each of the 77 intents
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 
 
 def banking77_dir() -> Path:
@@ -110,7 +110,8 @@ def _show_answers(out: Path, test_file: Path, n: int = 8) -> None:
     from selftune.models.resolve import resolve_model
 
     transformers_logging.disable_progress_bar()
-    rows = [json.loads(line) for line in test_file.read_text(encoding="utf-8").splitlines()[:n]]
+    lines = test_file.read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in random.Random(0).sample(lines, n)]  # the file is sorted by intent
     tokenizer = AutoTokenizer.from_pretrained(out)
     base = AutoModelForCausalLM.from_pretrained(resolve_model("smollm2-135m-instruct"), dtype=torch.float32)
     model = PeftModel.from_pretrained(base, out).eval()

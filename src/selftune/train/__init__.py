@@ -5,14 +5,10 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 from selftune.train.config import TrainConfig
 from selftune.train.trainer import Trainer, TrainResult
-
-# PEFT reads a model property that transformers has deprecated; the warning is for PEFT's authors.
-warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
 def run(config: TrainConfig, should_stop: Callable[[], bool] | None = None) -> TrainResult:
