@@ -204,3 +204,12 @@ def test_train_usage_errors_exit_2(tmp_path, tiny_model, args, message):
     result = run("train", "--model", tiny_model, "--train", "train.jsonl", *args, cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_train_with_unknown_lora_targets_names_the_real_layers(tmp_path, tiny_model):
+    write_jsonl(tmp_path / "train.jsonl", FILLER)
+    result = run("train", "--model", tiny_model, "--train", "train.jsonl", "--lora-targets", "nope", "--out", "run",
+                 cwd=tmp_path)
+    assert result.returncode == 2
+    assert "LoRA targets ['nope'] don't match" in result.stderr
+    assert "q_proj" in result.stderr

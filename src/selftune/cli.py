@@ -242,6 +242,7 @@ def train(
     lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
     lora_alpha: Annotated[Optional[int], typer.Option(help="LoRA alpha (default 2 x rank).")] = None,
     lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.0,
+    lora_targets: Annotated[str, typer.Option(help="Modules that get adapters: all-linear, or names like q_proj,v_proj.")] = "all-linear",
     seed: Annotated[int, typer.Option(help="Seed for data order, initialisation and dropout.")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("selftune-out"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --out.")] = False,
@@ -267,7 +268,9 @@ def train(
             model=model, train_file=train_file, valid_file=valid_file, method=method.value, full=full,
             n_epochs=_auto(epochs, int, "--epochs"), batch_size=_auto(batch_size, int, "--batch-size"),
             learning_rate_multiplier=_auto(lr_multiplier, float, "--lr-multiplier"), beta=_auto(beta, float, "--beta"),
-            lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, seed=seed, out=out_dir,
+            lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+            lora_targets=lora_targets if lora_targets == "all-linear" else [t.strip() for t in lora_targets.split(",") if t.strip()],
+            seed=seed, out=out_dir,
             resume=resume, time_budget=_seconds(time_budget), max_length=max_length, eval_every=eval_every,
             early_stopping_patience=early_stopping, precision=precision, events_file=events, progress=progress and out.is_terminal)
     except ValidationError as exc:

@@ -15,6 +15,8 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM
 
+from selftune.errors import SelftuneError
+
 
 @dataclass(frozen=True)
 class LoraSettings:
@@ -36,7 +38,13 @@ def load_for_training(folder: Path, lora: LoraSettings | None, compute_dtype: to
         return model.requires_grad_(True)
     config = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=lora.target_modules, task_type="CAUSAL_LM", bias="none")
-    peft_model = get_peft_model(model, config)
+    try:
+        peft_model = get_peft_model(model, config)
+    except ValueError as exc:  # PEFT's "Target modules ... not found" (NoMatchingPeftModuleError)
+        names = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                        if isinstance(module, torch.nn.Linear)})
+        raise SelftuneError(f"LoRA targets {lora.target_modules!r} don't match this model's layers "
+                            f"({str(exc).rstrip('.')}); its linear layers are: {', '.join(names)}") from None
     _adapters_in_fp32(peft_model)
     return peft_model
 
