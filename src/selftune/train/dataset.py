@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from selftune.data import check
@@ -57,6 +58,17 @@ class TrainingData:
         if self.purpose == "sft":
             return sum(int(s.trained.sum()) for s in self.sequences)
         return sum(int(p.chosen.trained.sum() + p.rejected.trained.sum()) for p in self.pairs)
+
+    def lengths(self) -> list[int]:
+        """Tokens per example (both answers of a preference pair): what batching budgets by."""
+        if self.purpose == "sft":
+            return [len(s) for s in self.sequences]
+        return [len(p.chosen) + len(p.rejected) for p in self.pairs]
+
+    @cached_property
+    def targets(self) -> list[int]:
+        """Tokens the loss predicts in each supervised example (a step's loss is averaged over them)."""
+        return [int(s.trained[1:].sum()) for s in self.sequences]
 
     def example(self, index: int) -> Sequence:
         return self.sequences[index] if self.purpose == "sft" else self.pairs[index].chosen

@@ -11,7 +11,8 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ import torch
 from selftune.errors import SelftuneError
 from selftune.models.resolve import resolve_model
 from selftune.models.tokenizer import context_length, load_tokenizer
+from selftune.store.atomic import atomic_write
 from selftune.train import checkpoint as ckpt
 from selftune.train.batching import epoch_steps, micro_batches
 from selftune.train.config import TrainConfig
@@ -108,7 +110,7 @@ class Trainer:
                 self._warn(f"{data.path}: {data.truncated:,} example(s) are longer than {self.max_length:,} "
                            "tokens and were truncated")
         self.hp = resolve(config, len(self.train_data))
-        self.lengths = self._lengths(self.train_data)
+        self.lengths = self.train_data.lengths()
         mean_length = sum(self.lengths) / len(self.lengths)
         self.tokens_per_step = max(1, round(self.hp.batch_size * mean_length))
         self.steps_per_epoch = [len(epoch_steps(self.lengths, self.tokens_per_step, config.seed, e))
@@ -134,11 +136,6 @@ class Trainer:
     def _warn(self, message: str) -> None:
         log.warning("warning: %s", message)
         self.events.emit("warning", message=message)
-
-    def _lengths(self, data: TrainingData) -> list[int]:
-        if data.purpose == "sft":
-            return [len(s) for s in data.sequences]
-        return [len(p.chosen) + len(p.rejected) for p in data.pairs]
 
     def _checkpoint_to_resume(self) -> Path | None:
         found = ckpt.list_checkpoints(self.out)
@@ -190,8 +187,6 @@ class Trainer:
             saved = torch.load(cache, weights_only=True)
             if saved.get("fingerprint") == json.dumps(fingerprint, sort_keys=True):
                 return saved
-        from selftune.store.atomic import atomic_write
-
         result = {"fingerprint": json.dumps(fingerprint, sort_keys=True)}
         for name, data in (("train", self.train_data), ("valid", self.valid_data)):
             if data is None:
@@ -204,14 +199,12 @@ class Trainer:
         return result
 
     def _adapter_disabled(self):
-        from contextlib import nullcontext
-
         return self.model.disable_adapter() if hasattr(self.model, "disable_adapter") else nullcontext()
 
     def _pair_logps(self, data: TrainingData, indices) -> torch.Tensor:
         """[n, 2]: summed log-probs of (chosen, rejected) for the pairs at ``indices``."""
         indices = list(indices)
-        lengths = self._lengths(data)
+        lengths = data.lengths()
         out = torch.zeros(len(data), 2)
         for row in micro_batches(indices, lengths, MAX_ROW_TOKENS):
             logps = self._row_pair_logps(data, row).float().cpu()
@@ -276,7 +269,7 @@ class Trainer:
             group["lr"] = lr
         mine = micro_batches(self.dist.shard(examples), self.lengths, MAX_ROW_TOKENS)  # this process's share
         if self.train_data.purpose == "sft":
-            n_trained = sum(int(self.train_data.sequences[i].trained[1:].sum()) for i in examples)
+            n_trained = sum(self.train_data.targets[i] for i in examples)
             metrics = self._sft_step(mine, n_trained)
         else:
             metrics = self._dpo_step(mine, len(examples))
@@ -364,7 +357,7 @@ class Trainer:
                 self.events.emit("early_stop", step=state.global_step, best_valid_loss=state.best_valid_loss)
 
     def _valid_metrics(self, data: TrainingData) -> tuple[float, float]:
-        lengths = self._lengths(data)
+        lengths = data.lengths()
         order = sorted(range(len(data)), key=lengths.__getitem__)
         rows = micro_batches(order, lengths, MAX_ROW_TOKENS)
         if data.purpose == "dpo":
@@ -384,8 +377,6 @@ class Trainer:
 
     # ---- checkpoints and result ------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
-        from dataclasses import asdict
-
         state = {"run": asdict(self.state), "fingerprint": self._fingerprint()}
         path = ckpt.checkpoints_dir(self.out) / f"step-{self.state.global_step:06d}"
         self.dist.check_in_sync(trainable_parameters(self.model))
