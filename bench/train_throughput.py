@@ -56,7 +56,6 @@ def run_selftune(data: Path, epochs: int, json_out: Path) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     from selftune.train import TrainConfig
-    from selftune.train.batching import epoch_steps
     from selftune.train.output import write_output
     from selftune.train.trainer import Trainer
 
@@ -68,7 +67,7 @@ def run_selftune(data: Path, epochs: int, json_out: Path) -> None:
         result = trainer.train()
         write_output(trainer, result)
         state = result.state
-        sample = epoch_steps(trainer.lengths, trainer.tokens_per_step, config.seed, 0)[:4]
+        sample = trainer.epoch_plans[0][:4]
         counter = FlopCounterMode(display=False)
         with counter:
             for step in sample:

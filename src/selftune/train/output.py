@@ -66,7 +66,7 @@ def training_record(trainer, result) -> dict:
             "max_length": trainer.max_length,
             "tokens_per_step": trainer.tokens_per_step,
         },
-        "trained_tokens": result.trained_tokens,
+        "trained_tokens": state.tokens_seen,  # the hosted meaning: tokens processed, prompts included
         "steps": state.global_step,
         "epochs_completed": state.epoch + (state.step_in_epoch / trainer.steps_per_epoch[min(
             state.epoch, len(trainer.steps_per_epoch) - 1)] if state.step_in_epoch else 0),

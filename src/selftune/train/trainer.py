@@ -76,7 +76,6 @@ class TrainResult:
     hyperparameters: Hyperparameters
     train: TrainingData
     valid: TrainingData | None
-    trained_tokens: int
 
 
 class Trainer:
@@ -113,8 +112,9 @@ class Trainer:
         self.lengths = self.train_data.lengths()
         mean_length = sum(self.lengths) / len(self.lengths)
         self.tokens_per_step = max(1, round(self.hp.batch_size * mean_length))
-        self.steps_per_epoch = [len(epoch_steps(self.lengths, self.tokens_per_step, config.seed, e))
-                                for e in range(self.hp.n_epochs)]
+        # every epoch's seeded order, fixed up front: the schedule's length and resumption both rely on it
+        self.epoch_plans = [epoch_steps(self.lengths, self.tokens_per_step, config.seed, e)
+                            for e in range(self.hp.n_epochs)]
         self.state = RunState(total_steps=sum(self.steps_per_epoch))
         checkpoint = self._checkpoint_to_resume()
         self.model = self._setup_model(checkpoint)
@@ -132,6 +132,10 @@ class Trainer:
         self.events.emit("start", hyperparameters=self.hp.to_dict(), examples=len(self.train_data),
                          total_steps=self.state.total_steps, tokens_per_step=self.tokens_per_step,
                          resumed_at_step=self.state.global_step if checkpoint else None)
+
+    @property
+    def steps_per_epoch(self) -> list[int]:
+        return [len(plan) for plan in self.epoch_plans]
 
     def _warn(self, message: str) -> None:
         log.warning("warning: %s", message)
@@ -182,17 +186,17 @@ class Trainer:
         once and cached in the output folder (a resumed full fine-tune no longer has the reference
         weights). With LoRA the reference is the same model with the adapter switched off."""
         cache = self.out / "reference_logps.pt"
-        fingerprint = self._fingerprint()
+        fingerprint = json.dumps(self._fingerprint(), sort_keys=True)
         if cache.is_file():
             saved = torch.load(cache, weights_only=True)
-            if saved.get("fingerprint") == json.dumps(fingerprint, sort_keys=True):
+            if saved.get("fingerprint") == fingerprint:
                 return saved
-        result = {"fingerprint": json.dumps(fingerprint, sort_keys=True)}
+        result = {"fingerprint": fingerprint}
         for name, data in (("train", self.train_data), ("valid", self.valid_data)):
             if data is None:
                 continue
             with self._adapter_disabled(), torch.no_grad():
-                result[name] = self._pair_logps(data, range(len(data)))
+                result[name] = self._pair_logps(data)
         if self.dist.is_main:
             with atomic_write(cache, "wb") as f:
                 torch.save(result, f)
@@ -201,15 +205,12 @@ class Trainer:
     def _adapter_disabled(self):
         return self.model.disable_adapter() if hasattr(self.model, "disable_adapter") else nullcontext()
 
-    def _pair_logps(self, data: TrainingData, indices) -> torch.Tensor:
-        """[n, 2]: summed log-probs of (chosen, rejected) for the pairs at ``indices``."""
-        indices = list(indices)
-        lengths = data.lengths()
+    def _pair_logps(self, data: TrainingData) -> torch.Tensor:
+        """[n, 2]: summed log-probs of (chosen, rejected) for every pair, in file order."""
         out = torch.zeros(len(data), 2)
-        for row in micro_batches(indices, lengths, MAX_ROW_TOKENS):
-            logps = self._row_pair_logps(data, row).float().cpu()
-            out[row] = logps
-        return out[indices]
+        for row in _rows_by_length(data):
+            out[row] = self._row_pair_logps(data, row).float().cpu()
+        return out
 
     def _row_pair_logps(self, data: TrainingData, row: list[int]) -> torch.Tensor:
         pairs = [data.pairs[i] for i in row]
@@ -226,7 +227,7 @@ class Trainer:
         started = time.perf_counter() - state.elapsed
         try:
             while state.global_step < state.total_steps and not state.stopped_early:
-                steps = epoch_steps(self.lengths, self.tokens_per_step, config.seed, state.epoch)
+                steps = self.epoch_plans[state.epoch]
                 while state.step_in_epoch < len(steps) and state.global_step < state.total_steps:
                     step_started = time.perf_counter()
                     metrics = self._step(steps[state.step_in_epoch])
@@ -253,9 +254,7 @@ class Trainer:
                     self.events.emit("epoch", epoch=state.epoch, step=state.global_step)
             if state.stopped_early:
                 status = "early_stopped"
-            last = state.results[-1] if state.results else {}
-            if self.valid_data is not None and last.get("valid_loss") is None:
-                self._evaluate()  # the run ended mid-epoch (time budget): still measure the final model
+            self._evaluate()  # a run that ended mid-epoch (time budget) still measures its final model
             state.elapsed = time.perf_counter() - started
             self.save_checkpoint()
         finally:
@@ -357,16 +356,12 @@ class Trainer:
                 self.events.emit("early_stop", step=state.global_step, best_valid_loss=state.best_valid_loss)
 
     def _valid_metrics(self, data: TrainingData) -> tuple[float, float]:
-        lengths = data.lengths()
-        order = sorted(range(len(data)), key=lengths.__getitem__)
-        rows = micro_batches(order, lengths, MAX_ROW_TOKENS)
         if data.purpose == "dpo":
-            policy = torch.cat([self._row_pair_logps(data, row).float().cpu() for row in rows])
-            reference = self.reference["valid"][torch.tensor([i for row in rows for i in row])]
+            policy, reference = self._pair_logps(data), self.reference["valid"]
             result = dpo_loss(policy[:, 0], policy[:, 1], reference[:, 0], reference[:, 1], self.hp.beta)
             return float(result.loss), result.accuracy
         loss_sum, tokens, correct = 0.0, 0, 0
-        for row in self.dist.shard(rows):
+        for row in self.dist.shard(_rows_by_length(data)):
             result = token_loss(self.lm, pack([data.sequences[i] for i in row], self.config.share_prefixes),
                                 self.dtype)
             loss_sum += float(result.loss_sum)
@@ -390,5 +385,10 @@ class Trainer:
 
     def _result(self, status: str) -> TrainResult:
         return TrainResult(out=self.out, status=status, state=self.state, hyperparameters=self.hp,
-                           train=self.train_data, valid=self.valid_data,
-                           trained_tokens=self.state.tokens_seen)
+                           train=self.train_data, valid=self.valid_data)
+
+
+def _rows_by_length(data: TrainingData) -> list[list[int]]:
+    """All examples in forward passes of at most MAX_ROW_TOKENS, similar lengths together (evaluation)."""
+    lengths = data.lengths()
+    return micro_batches(sorted(range(len(data)), key=lengths.__getitem__), lengths, MAX_ROW_TOKENS)
