@@ -336,6 +336,71 @@ def models_list(as_json: JsonOption = False) -> None:
     out.print(table)
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+HomeOption = Annotated[Optional[Path], typer.Option("--home", help="SELFTUNE_HOME: database, files, jobs and models.")]
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    home: HomeOption = None,
+    worker: Annotated[bool, typer.Option(help="Run a worker inside the server (--no-worker: API only).")] = True,
+    insecure: Annotated[bool, typer.Option(help="Allow a non-loopback address without SELFTUNE_API_KEYS.")] = False,
+) -> None:
+    """Serve the OpenAI-compatible Files, Fine-tuning Jobs and Models APIs (point the openai SDK's base_url here)."""
+    import uvicorn
+
+    from selftune.api.app import create_app
+    from selftune.config import get_settings
+
+    if home is not None:
+        os.environ["SELFTUNE_HOME"] = str(home)
+    settings = _service_settings()
+    if settings.api_keys is None and host not in LOOPBACK and not insecure:
+        raise SelftuneError(f"refusing to serve on {host} without API keys: anyone who can reach it could use it. "
+                            "Set SELFTUNE_API_KEYS='key:org,...', or pass --insecure")
+    mode = "local mode (no API keys)" if settings.api_keys is None else f"{len(settings.organisations())} API key(s)"
+    err.print(f"selftune {get_settings().home} on http://{host}:{port}/v1 ({mode}, "
+              f"worker {'on' if worker else 'off'})", markup=False)
+    uvicorn.run(create_app(settings, embedded_worker=worker), host=host, port=port, log_level="warning")
+
+
+@app.command("worker")
+def worker_command(home: HomeOption = None) -> None:
+    """Run a worker alone: it trains queued jobs from SELFTUNE_DATABASE_URL (several may share one queue)."""
+    import signal
+
+    from selftune.jobs.worker import Worker
+    from selftune.store.blobs import BlobStore
+    from selftune.store.db import Database
+
+    if home is not None:
+        os.environ["SELFTUNE_HOME"] = str(home)
+    settings = _service_settings()
+    worker = Worker(db=Database(settings.database), blobs=BlobStore(settings.blobs_dir), jobs_dir=settings.jobs_dir,
+                    concurrent_jobs=settings.concurrent_jobs, lease_seconds=settings.job_lease_seconds,
+                    metrics_every=settings.metrics_every)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stop at a checkpoint and queue the jobs again
+        signal.signal(sig, lambda *_: worker.stop())
+    err.print(f"selftune worker {worker.id} on {settings.database.split('@')[-1]}", markup=False)
+    worker.run_forever()
+
+
+def _service_settings():
+    from pydantic import ValidationError
+
+    from selftune.config import get_settings
+
+    try:
+        settings = get_settings()
+        settings.organisations()
+        settings.extra_base_models()
+    except (ValidationError, ValueError) as exc:
+        raise SelftuneError(str(exc).splitlines()[0]) from None
+    return settings
+
+
 def main() -> None:
     """Entry point: user mistakes end with one line on stderr and exit 2, never a traceback."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

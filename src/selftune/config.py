@@ -20,6 +20,58 @@ class Settings(BaseSettings):
         description="Where selftune keeps converted models, calibrations, the database and artifacts.",
     )
 
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the job queue; default SQLite (WAL) in HOME. "
+                          "postgresql://... lets several workers on several machines share one queue.")
+    api_keys: str | None = Field(
+        None, description="'key1:org-a,key2:org-b': bearer keys, each bound to an organisation. "
+                          "Unset: local mode (one organisation, loopback only).")
+    max_upload_bytes: int = Field(512 * 1024**2, ge=1, description="Largest accepted upload (the hosted limit).")
+    concurrent_jobs: int = Field(1, ge=1, description="Jobs one worker trains at once; 1 suits a CPU.")
+    base_models: str | None = Field(
+        None, description="Extra base models the API offers, 'name=folder-or-hub-id,...', beside the "
+                          "bundled ones. Names may not contain ':' (it separates the parts of ft: ids).")
+    job_lease_seconds: float = Field(
+        30.0, gt=0, description="A running job whose worker has not been heard from for this long is "
+                                "taken over by another worker (after a crash), resuming from its checkpoint.")
+    metrics_every: int = Field(10, ge=1, description="Relay a training-step metrics event every N steps.")
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.home.expanduser() / 'selftune.db'}"
+
+    @property
+    def blobs_dir(self) -> Path:
+        """Uploaded files and result files, one blob per file id (never a user-given name)."""
+        return self.home.expanduser() / "files"
+
+    @property
+    def jobs_dir(self) -> Path:
+        """One folder per fine-tuning job: its config, events, checkpoints and output."""
+        return self.home.expanduser() / "jobs"
+
+    def organisations(self) -> dict[str, str] | None:
+        """API key -> organisation, or None in local mode."""
+        if not self.api_keys:
+            return None
+        keys = {}
+        for item in self.api_keys.split(","):
+            key, sep, org = item.strip().partition(":")
+            if not sep or not key or not org:
+                raise ValueError(f"SELFTUNE_API_KEYS: {item.strip()!r} is not 'key:organisation'")
+            keys[key] = org
+        return keys
+
+    def extra_base_models(self) -> dict[str, str]:
+        """Name -> model source (folder or hub id) from SELFTUNE_BASE_MODELS."""
+        models = {}
+        for item in filter(None, (i.strip() for i in (self.base_models or "").split(","))):
+            name, sep, source = item.partition("=")
+            if not sep or not name or not source or ":" in name:
+                raise ValueError(f"SELFTUNE_BASE_MODELS: {item!r} is not 'name=folder-or-hub-id' (no ':' in name)")
+            models[name] = source
+        return models
+
     @property
     def models_dir(self) -> Path:
         """Converted and downloaded base models (one folder each)."""

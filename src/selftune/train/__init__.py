@@ -6,9 +6,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from selftune.train.config import TrainConfig
-from selftune.train.trainer import Trainer, TrainResult
+
+if TYPE_CHECKING:
+    from selftune.train.trainer import Trainer, TrainResult
+
+
+def __getattr__(name: str):
+    """``Trainer`` and ``TrainResult`` load torch; importing them lazily keeps ``TrainConfig`` and the
+    hyperparameter rules importable by the web layer, which must start without torch."""
+    if name in ("Trainer", "TrainResult"):
+        from selftune.train import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run(config: TrainConfig, should_stop: Callable[[], bool] | None = None) -> TrainResult:
@@ -18,6 +31,7 @@ def run(config: TrainConfig, should_stop: Callable[[], bool] | None = None) -> T
     and returns with status ``"stopped"`` (``config.resume`` continues it later).
     """
     from selftune.train.output import write_output
+    from selftune.train.trainer import Trainer
 
     trainer = Trainer(config, should_stop=should_stop)
     trainer.setup()

@@ -17,6 +17,28 @@ from selftune.models.registry import DEFAULT_MODEL
 
 Auto = Literal["auto"]
 
+# (type, lowest, highest, lowest allowed itself?) of each hosted hyperparameter; the API checks requests with these too
+HYPERPARAMETER_RANGES: dict[str, tuple[type, float, float, bool]] = {
+    "n_epochs": (int, 1, 50, True),
+    "batch_size": (int, 1, 256, True),
+    "learning_rate_multiplier": (float, 0, 10, False),
+    "beta": (float, 0, 2, False),
+}
+
+
+def hyperparameter_problem(name: str, value) -> str | None:
+    """Why ``value`` is not acceptable for hyperparameter ``name``, or None when it is."""
+    kind, low, high, low_included = HYPERPARAMETER_RANGES[name]
+    if value == "auto":
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or (kind is int and not float(value).is_integer()):
+        return f"{name} must be 'auto' or {'an integer' if kind is int else 'a number'}, not {value!r}"
+    if not (low <= value if low_included else low < value) or value > high:
+        interval = f"{'[' if low_included else '('}{low}, {high}]"
+        return f"{name} must be 'auto' or in {interval}, not {value!r}"
+    return None
+
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -56,14 +78,10 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
-        if isinstance(self.n_epochs, int) and not 1 <= self.n_epochs <= 50:
-            raise ValueError("n_epochs must be 'auto' or between 1 and 50")
-        if isinstance(self.batch_size, int) and not 1 <= self.batch_size <= 256:
-            raise ValueError("batch_size must be 'auto' or between 1 and 256")
-        if isinstance(self.learning_rate_multiplier, float) and not 0 < self.learning_rate_multiplier <= 10:
-            raise ValueError("learning_rate_multiplier must be 'auto' or in (0, 10]")
-        if isinstance(self.beta, float) and not 0 < self.beta <= 2:
-            raise ValueError("beta must be 'auto' or in (0, 2]")
+        for name in HYPERPARAMETER_RANGES:
+            problem = hyperparameter_problem(name, getattr(self, name))
+            if problem:
+                raise ValueError(problem)
         if self.beta != "auto" and self.method != "dpo":
             raise ValueError("beta applies to method='dpo' only")
         if self.early_stopping_patience and not self.valid_file:

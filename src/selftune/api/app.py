@@ -1,0 +1,69 @@
+"""``create_app()``: the FastAPI application with its services, and (by default) an embedded worker.
+
+Nothing here imports torch: the server starts in about a second, and training runs in child
+processes of the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from fastapi import FastAPI
+
+import selftune
+from selftune.api.errors import install_handlers
+from selftune.api.files.router import router as files_router
+from selftune.api.files.service import FileService
+from selftune.api.fine_tuning.router import router as jobs_router
+from selftune.api.fine_tuning.service import JobService
+from selftune.api.models.router import router as models_router
+from selftune.api.models.service import ModelService
+from selftune.config import Settings, get_settings
+from selftune.store.blobs import BlobStore
+from selftune.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, embedded_worker: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+    api_keys = settings.organisations()  # a malformed SELFTUNE_API_KEYS fails here, before serving
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        db = Database(settings.database)
+        blobs = BlobStore(settings.blobs_dir)
+        app.state.api_keys = api_keys
+        app.state.files = FileService(db=db, blobs=blobs, max_upload_bytes=settings.max_upload_bytes)
+        app.state.jobs = JobService(db=db)
+        app.state.models = ModelService(db=db)
+        app.state.files.validate_pending()
+        worker = thread = None
+        if embedded_worker:
+            from selftune.jobs.worker import Worker
+
+            worker = Worker(db=db, blobs=blobs, jobs_dir=settings.jobs_dir, concurrent_jobs=settings.concurrent_jobs,
+                            lease_seconds=settings.job_lease_seconds, metrics_every=settings.metrics_every)
+            thread = worker.start_thread()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+                thread.join()
+            app.state.files.shutdown()
+            db.dispose()
+
+    app = FastAPI(title="selftune", version=selftune.__version__, lifespan=lifespan,
+                  description="Self-hosted, OpenAI-compatible fine-tuning")
+    install_handlers(app)
+    app.include_router(files_router)
+    app.include_router(jobs_router)
+    app.include_router(models_router)
+
+    @app.get("/health", include_in_schema=False)
+    def health() -> dict:
+        return {"status": "ok", "version": selftune.__version__}
+
+    return app

@@ -1,0 +1,52 @@
+"""The one error shape of the hosted API: ``{"error": {"message", "type", "param", "code"}}``.
+
+Services raise :class:`APIError`; the handlers here turn it, FastAPI's validation errors and unknown
+routes into that shape, so the SDK raises its own typed exceptions (BadRequestError, NotFoundError...).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 type: str = "invalid_request_error"):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.type = status, message, param, code, type
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    return APIError(400, message, param=param, code=code)
+
+
+def not_found(kind: str, id_: str, param: str | None = None) -> APIError:
+    """The answer for something absent and for something another organisation owns: identical."""
+    return APIError(404, f"No such {kind}: '{id_}'", param=param, code=f"{kind.replace(' ', '_')}_not_found")
+
+
+def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(_request: Request, exc: APIError):
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form")]
+        param = ".".join(location) or None
+        message = f"{param}: {first.get('msg')}" if param else str(first.get("msg", "invalid request"))
+        return JSONResponse(APIError(400, message, param=param, code="invalid_value").body(), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        message = "Unknown request URL" if exc.status_code == 404 else str(exc.detail)
+        return JSONResponse(APIError(exc.status_code, message, code=code).body(), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))

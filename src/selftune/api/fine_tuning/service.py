@@ -1,0 +1,239 @@
+"""Fine-tuning jobs: refuse bad requests at once (400 with ``param``), queue good ones, report on them.
+
+The API only writes rows; the worker (:mod:`selftune.jobs.worker`) does the training and moves a
+job through ``validating_files -> queued -> running -> succeeded | failed | cancelled`` (and
+``paused``). Cancel and pause are requests the worker carries out within seconds.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select
+
+from selftune.api.errors import bad_request, not_found
+from selftune.api.fine_tuning.protocol import (
+    FineTuningJob,
+    FineTuningJobCheckpoint,
+    FineTuningJobEvent,
+    Hyperparameters,
+    JobCreateRequest,
+)
+from selftune.api.pagination import page
+from selftune.jobs.events import add_event
+from selftune.models.catalog import base_models
+from selftune.models.ids import SUFFIX_PATTERN, parse_fine_tuned_id
+from selftune.store.db import Database
+from selftune.store.tables import CheckpointRow, EventRow, FileRow, JobRow, new_id, now
+from selftune.train.config import hyperparameter_problem
+
+METHODS = ("supervised", "dpo")
+HYPERPARAMETERS = {"supervised": ("batch_size", "learning_rate_multiplier", "n_epochs"),
+                   "dpo": ("batch_size", "learning_rate_multiplier", "n_epochs", "beta")}
+FILE_FORMAT = {"supervised": "sft", "dpo": "dpo"}
+ACTIVE = ("validating_files", "queued", "running", "paused")
+MAX_METADATA_KEYS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
+
+
+class JobService:
+    def __init__(self, *, db: Database):
+        self.db = db
+
+    # ---- create ------------------------------------------------------------------------------
+    def create(self, org: str, request: JobCreateRequest) -> FineTuningJob:
+        method = self._method(request)
+        hyperparameters = self._hyperparameters(request, method)
+        self._check_model(request.model)
+        self._check_suffix(request.suffix)
+        metadata = self._check_metadata(request.metadata)
+        if request.integrations:
+            raise bad_request("Integrations (wandb) are not supported yet by selftune.", param="integrations")
+        with self.db.transaction() as session:
+            self._check_file(session, org, request.training_file, "training_file", method)
+            if request.validation_file:
+                self._check_file(session, org, request.validation_file, "validation_file", method)
+            job = JobRow(id=new_id("ftjob-"), org=org, model=request.model, training_file=request.training_file,
+                         validation_file=request.validation_file, method=method, hyperparameters=hyperparameters,
+                         suffix=request.suffix or None, seed=request.seed if request.seed is not None
+                         else secrets.randbelow(2**31), metadata_=metadata, status="validating_files",
+                         result_files=[], created_at=now())
+            session.add(job)
+            session.flush()
+            add_event(session, job, f"Created fine-tuning job: {job.id}")
+            add_event(session, job, f"Validating training file: {job.training_file}"
+                      + (f" and validation file: {job.validation_file}" if job.validation_file else ""))
+            return to_job(job)
+
+    @staticmethod
+    def _method(request: JobCreateRequest) -> str:
+        method = request.method.type if request.method else "supervised"
+        if method == "reinforcement":
+            raise bad_request("Reinforcement fine-tuning is not supported yet by selftune.", param="method.type")
+        if method not in METHODS:
+            raise bad_request(f"Invalid method type {method!r}: expected 'supervised' or 'dpo'.", param="method.type")
+        return method
+
+    @staticmethod
+    def _hyperparameters(request: JobCreateRequest, method: str) -> dict:
+        """Merge the top-level (older) and the method's hyperparameters, then check each."""
+        given: dict = {}
+        sources = [("hyperparameters", request.hyperparameters)]
+        settings = getattr(request.method, method, None) if request.method else None
+        if settings is not None:
+            sources.append((f"method.{method}.hyperparameters", settings.hyperparameters))
+        for prefix, hp in sources:
+            for name, value in (hp or Hyperparameters()).model_dump(exclude_none=True).items():
+                param = f"{prefix}.{name}"
+                if name not in HYPERPARAMETERS[method]:
+                    raise bad_request(f"{name} is not a hyperparameter of the {method} method.", param=param)
+                problem = hyperparameter_problem(name, value)
+                if problem:
+                    raise bad_request(f"Invalid {param}: {problem}.", param=param)
+                if name in given and given[name] != value:
+                    raise bad_request(f"{name} is given twice with different values.", param=param)
+                given[name] = value
+        return {name: given.get(name, "auto") for name in HYPERPARAMETERS[method]}
+
+    @staticmethod
+    def _check_model(model: str) -> None:
+        if parse_fine_tuned_id(model):
+            raise bad_request("Fine-tuning a fine-tuned model is not supported yet by selftune: give its base "
+                              "model.", param="model", code="model_not_available")
+        available = base_models()
+        if model not in available:
+            raise bad_request(f"Model {model!r} is not available for fine-tuning. Available: "
+                              f"{', '.join(sorted(available)) or 'none'}.", param="model", code="model_not_available")
+
+    @staticmethod
+    def _check_suffix(suffix: str | None) -> None:
+        if suffix and not SUFFIX_PATTERN.match(suffix):
+            raise bad_request("suffix must be at most 64 characters of letters, digits, '-', '_' or '.'.",
+                              param="suffix")
+
+    @staticmethod
+    def _check_metadata(metadata: dict | None) -> dict | None:
+        if not metadata:
+            return None
+        if len(metadata) > MAX_METADATA_KEYS:
+            raise bad_request(f"metadata may have at most {MAX_METADATA_KEYS} keys.", param="metadata")
+        for key, value in metadata.items():
+            if len(key) > MAX_METADATA_KEY or not isinstance(value, str) or len(value) > MAX_METADATA_VALUE:
+                raise bad_request(f"metadata keys are strings of at most {MAX_METADATA_KEY} characters and values "
+                                  f"strings of at most {MAX_METADATA_VALUE}.", param=f"metadata.{key}")
+        return metadata
+
+    @staticmethod
+    def _check_file(session, org: str, file_id: str, param: str, method: str) -> None:
+        row = session.scalar(select(FileRow).where(FileRow.id == file_id, FileRow.org == org))
+        if row is None:
+            raise bad_request(f"invalid {param}: no such file {file_id!r}.", param=param, code="file_not_found")
+        if row.purpose != "fine-tune":
+            raise bad_request(f"invalid {param}: {file_id} has purpose {row.purpose!r}; upload it with purpose "
+                              "'fine-tune'.", param=param, code="invalid_file_purpose")
+        if row.status == "error":
+            raise bad_request(f"invalid {param}: {file_id} failed validation. {row.status_details}", param=param,
+                              code="invalid_file")
+        if row.status == "processed" and row.format != FILE_FORMAT[method]:
+            kind = {"sft": "chat (messages)", "dpo": "preference (input, preferred_output, non_preferred_output)"}
+            raise bad_request(f"invalid {param}: {file_id} is in {kind.get(row.format, 'another')} format; the "
+                              f"{method} method needs {kind[FILE_FORMAT[method]]} examples.", param=param,
+                              code="invalid_file_format")
+
+    # ---- read --------------------------------------------------------------------------------
+    def retrieve(self, org: str, job_id: str) -> FineTuningJob:
+        with self.db.transaction() as session:
+            return to_job(self._row(session, org, job_id))
+
+    def list(self, org: str, after: str | None, limit: int, metadata: dict[str, str]) -> tuple[list, bool]:
+        with self.db.transaction() as session:
+            query = select(JobRow).where(JobRow.org == org)
+            for key, value in metadata.items():
+                query = query.where(JobRow.metadata_[key].as_string() == value)
+            rows, more = page(session, query, JobRow, after, limit, kind="fine-tuning job")
+            return [to_job(r) for r in rows], more
+
+    def events(self, org: str, job_id: str, after: str | None, limit: int) -> tuple[list, bool]:
+        with self.db.transaction() as session:
+            self._row(session, org, job_id)
+            query = select(EventRow).where(EventRow.job_id == job_id)
+            rows, more = page(session, query, EventRow, after, limit, kind="event")
+            return [to_event(r) for r in rows], more
+
+    def checkpoints(self, org: str, job_id: str, after: str | None, limit: int) -> tuple[list, bool]:
+        with self.db.transaction() as session:
+            self._row(session, org, job_id)
+            query = select(CheckpointRow).where(CheckpointRow.job_id == job_id)
+            rows, more = page(session, query, CheckpointRow, after, limit, kind="checkpoint")
+            return [to_checkpoint(r) for r in rows], more
+
+    # ---- control -----------------------------------------------------------------------------
+    def cancel(self, org: str, job_id: str) -> FineTuningJob:
+        """Cancelled at once in the database; a worker training it sees that and stops its child."""
+        with self.db.transaction() as session:
+            job = self._row(session, org, job_id, lock=True)
+            if job.status not in ACTIVE:
+                raise bad_request(f"Job {job_id} has already {job.status}; only a job that has not finished can "
+                                  "be cancelled.", param="fine_tuning_job_id", code="job_not_active")
+            job.status, job.finished_at, job.control = "cancelled", now(), "cancel"
+            add_event(session, job, "Fine-tuning job cancelled")
+            return to_job(job)
+
+    def pause(self, org: str, job_id: str) -> FineTuningJob:
+        """A queued job pauses at once; a running one at its next step, after saving a checkpoint."""
+        with self.db.transaction() as session:
+            job = self._row(session, org, job_id, lock=True)
+            if job.status in ("validating_files", "queued"):
+                job.status = "paused"
+                add_event(session, job, "Fine-tuning job paused")
+            elif job.status == "running":
+                job.control = "pause"
+                add_event(session, job, "Pausing fine-tuning job at the next step (a checkpoint is saved)")
+            elif job.status != "paused":
+                raise bad_request(f"Job {job_id} is {job.status}; only a queued or running job can be paused.",
+                                  param="fine_tuning_job_id", code="job_not_active")
+            return to_job(job)
+
+    def resume(self, org: str, job_id: str) -> FineTuningJob:
+        with self.db.transaction() as session:
+            job = self._row(session, org, job_id, lock=True)
+            if job.status != "paused":
+                raise bad_request(f"Job {job_id} is {job.status}; only a paused job can be resumed.",
+                                  param="fine_tuning_job_id", code="job_not_paused")
+            job.status, job.control = "validating_files", None  # the worker re-checks files, then queues
+            add_event(session, job, "Fine-tuning job resumed")
+            return to_job(job)
+
+    @staticmethod
+    def _row(session, org: str, job_id: str, lock: bool = False) -> JobRow:
+        query = select(JobRow).where(JobRow.id == job_id, JobRow.org == org)
+        row = session.scalar(query.with_for_update() if lock else query)
+        if row is None:
+            raise not_found("fine-tuning job", job_id, param="fine_tuning_job_id")
+        return row
+
+
+def to_job(job: JobRow) -> FineTuningJob:
+    hp = dict(job.resolved_hyperparameters or job.hyperparameters)
+    method_hp = {k: v for k, v in hp.items() if k in HYPERPARAMETERS[job.method]}
+    top_level = {k: method_hp[k] for k in HYPERPARAMETERS["supervised"]}
+    error = job.error if job.status == "failed" else None
+    return FineTuningJob(
+        id=job.id, created_at=job.created_at, error=error, fine_tuned_model=job.fine_tuned_model,
+        finished_at=job.finished_at, hyperparameters=top_level, model=job.model, organization_id=job.org,
+        result_files=list(job.result_files or []), seed=job.seed, status=job.status,
+        trained_tokens=job.trained_tokens, training_file=job.training_file, validation_file=job.validation_file,
+        estimated_finish=job.estimated_finish if job.status == "running" else None, metadata=job.metadata_,
+        method={"type": job.method, job.method: {"hyperparameters": method_hp}}, user_provided_suffix=job.suffix,
+    )
+
+
+def to_event(row: EventRow) -> FineTuningJobEvent:
+    return FineTuningJobEvent(id=row.id, created_at=row.created_at, level=row.level, message=row.message,
+                              data=row.data or {}, type=row.type)
+
+
+def to_checkpoint(row: CheckpointRow) -> FineTuningJobCheckpoint:
+    return FineTuningJobCheckpoint(id=row.id, created_at=row.created_at, fine_tuned_model_checkpoint=row.model,
+                                   fine_tuning_job_id=row.job_id, metrics=row.metrics, step_number=row.step_number)
+
+

@@ -1,0 +1,104 @@
+"""The training child: ``python -m selftune.jobs.child JOB_FOLDER``.
+
+Runs one job's training with the worker's config and exits with a code the worker understands
+(see :mod:`selftune.jobs.workspace`). It stops at a checkpoint when the worker asks (a ``stop``
+file) or when the worker itself dies (``kill -9``): then the next worker resumes it from that
+checkpoint. A lock on the folder makes a new child wait until an orphaned one has finished
+saving, so two processes never write one job's checkpoints.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from selftune.jobs.workspace import EXIT_BAD_INPUT, EXIT_DONE, EXIT_INTERNAL, EXIT_STOPPED, Workspace
+from selftune.store.atomic import atomic_write
+
+PARENT_CHECK_SECONDS = 0.5
+
+
+class StopWatch:
+    """should_stop for the trainer: a stop request, or the worker that started us is gone."""
+
+    def __init__(self, workspace: Workspace):
+        self.workspace = workspace
+        self.parent = os.getppid()
+        self.orphaned = threading.Event()
+        threading.Thread(target=self._watch_parent, daemon=True).start()
+
+    def _watch_parent(self) -> None:
+        while os.getppid() == self.parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        self.orphaned.set()
+
+    def __call__(self) -> bool:
+        return self.orphaned.is_set() or self.workspace.stop_request.exists()
+
+
+def main(folder: str) -> int:
+    workspace = Workspace(Path(folder))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = StopWatch(workspace)
+    with open(workspace.lock, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel however this process ends
+        if stop():
+            return EXIT_STOPPED
+        return _train(workspace, stop)
+
+
+def _train(workspace: Workspace, stop: StopWatch) -> int:
+    from selftune.errors import SelftuneError
+    from selftune.train import TrainConfig, run
+
+    try:
+        config = TrainConfig.model_validate_json(workspace.config.read_text())
+        has_checkpoint = any((workspace.out / "checkpoints").glob("step-*/trainer_state.json"))
+        config = config.model_copy(update={"resume": has_checkpoint})
+        result = run(config, should_stop=stop)
+    except SelftuneError as exc:
+        _write_error(workspace, _error_code(exc), str(exc), _param(str(exc), config_or_none(workspace)))
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # noqa: BLE001 - reported to the worker, with the traceback in child.log
+        traceback.print_exc()
+        _write_error(workspace, "internal_error", f"training failed: {type(exc).__name__}: {exc}", None)
+        return EXIT_INTERNAL
+    return EXIT_STOPPED if result.status == "stopped" else EXIT_DONE
+
+
+def config_or_none(workspace: Workspace) -> dict | None:
+    try:
+        return json.loads(workspace.config.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _error_code(exc: Exception) -> str:
+    from selftune.train.dataset import InvalidTrainingFile
+
+    return "invalid_training_file" if isinstance(exc, InvalidTrainingFile) else "invalid_request"
+
+
+def _param(message: str, config: dict | None) -> str | None:
+    """Which request field a data error is about: the file named in the message."""
+    if config and config.get("valid_file") and str(Path(config["valid_file"]).name) in message:
+        return "validation_file"
+    if config and str(Path(config.get("train_file", "")).name) in message:
+        return "training_file"
+    return None
+
+
+def _write_error(workspace: Workspace, code: str, message: str, param: str | None) -> None:
+    with atomic_write(workspace.error) as f:
+        json.dump({"code": code, "message": message, "param": param}, f)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,294 @@
+"""The worker loop: promote validated jobs, claim queued ones, supervise training children.
+
+Several workers (threads in ``selftune serve``, or ``selftune worker`` processes on several
+machines) share one queue. A claim is one transaction: ``SELECT ... FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, and on every database a conditional UPDATE that only one worker can win. A running
+job carries its worker's heartbeat; when the heartbeat goes stale (the worker crashed or was
+killed) another worker takes the job over and the child resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select, update
+
+from selftune.jobs.events import add_event
+from selftune.jobs.relay import planned_model_id, relay
+from selftune.jobs.workspace import EXIT_BAD_INPUT, EXIT_DONE, EXIT_STOPPED, Workspace
+from selftune.models.catalog import base_models
+from selftune.store.blobs import BlobStore
+from selftune.store.db import Database
+from selftune.store.tables import FileRow, JobRow, ModelRow, new_id, now
+
+log = logging.getLogger(__name__)
+TICK_SECONDS = 0.5
+STOP_GRACE_SECONDS = 60
+FILE_FORMAT = {"supervised": "sft", "dpo": "dpo"}
+
+
+@dataclass
+class Running:
+    job_id: str
+    workspace: Workspace
+    process: subprocess.Popen
+
+
+class Worker:
+    def __init__(self, *, db: Database, blobs: BlobStore, jobs_dir, concurrent_jobs: int = 1,
+                 lease_seconds: float = 30.0, metrics_every: int = 10):
+        self.db, self.blobs, self.jobs_dir = db, blobs, jobs_dir
+        self.concurrent_jobs, self.lease_seconds, self.metrics_every = concurrent_jobs, lease_seconds, metrics_every
+        self.host = socket.gethostname()
+        self.id = f"{self.host}/{os.getpid()}/{new_id('')[:6]}"
+        self.running: dict[str, Running] = {}
+        self._stop = threading.Event()
+
+    # ---- loop --------------------------------------------------------------------------------
+    def run_forever(self) -> None:
+        log.info("worker %s started (%d concurrent job(s))", self.id, self.concurrent_jobs)
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - one bad tick (a DB hiccup) must not end the worker
+                log.exception("worker tick failed")
+            self._stop.wait(TICK_SECONDS)
+        self._shutdown_children()
+
+    def start_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run_forever, name="selftune-worker", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def tick(self) -> None:
+        self._promote_validated()
+        self._supervise()
+        while len(self.running) < self.concurrent_jobs and not self._stop.is_set():
+            job_id = self._claim()
+            if job_id is None:
+                break
+            self._start(job_id)
+
+    # ---- validating_files -> queued ------------------------------------------------------------
+    def _promote_validated(self) -> None:
+        with self.db.transaction() as session:
+            query = select(JobRow).where(JobRow.status == "validating_files").order_by(JobRow.pk).limit(20)
+            for job in session.scalars(query.with_for_update(skip_locked=True)):
+                files = [(p, job_file) for p, job_file in (("training_file", job.training_file),
+                                                             ("validation_file", job.validation_file)) if job_file]
+                rows = {f: session.scalar(select(FileRow).where(FileRow.id == f)) for _, f in files}
+                if any(r is not None and r.status == "uploaded" for r in rows.values()):
+                    continue  # still being checked
+                problem = next(((param, _file_problem(rows[f], f, job.method)) for param, f in files
+                                if _file_problem(rows[f], f, job.method)), None)
+                if problem:
+                    self._fail(session, job, "invalid_file", problem[1], problem[0])
+                    continue
+                job.status = "queued"
+                add_event(session, job, "Files validated, moving job to queued state")
+
+    # ---- claim ---------------------------------------------------------------------------------
+    def _claim(self) -> str | None:
+        """Take the oldest queued job, else a running job whose worker is gone; None when there is none."""
+        stale = time.time() - self.lease_seconds
+        candidates = (
+            select(JobRow).where(JobRow.status == "queued"),
+            select(JobRow).where(JobRow.status == "running", JobRow.id.not_in(list(self.running) or [""]),
+                                 or_(JobRow.heartbeat_at < stale, JobRow.worker.like(f"{self.host}/%"))),
+        )
+        with self.db.transaction() as session:
+            for query in candidates:
+                query = query.order_by(JobRow.pk).limit(10).with_for_update(skip_locked=True)
+                for job in session.scalars(query):
+                    if job.status == "running" and not self._abandoned(job, stale):
+                        continue
+                    if self._take(session, job):
+                        return job.id
+        return None
+
+    def _take(self, session, job: JobRow) -> bool:
+        """The conditional UPDATE only one worker can win (SQLite has no row locks to rely on)."""
+        previous = JobRow.worker.is_(None) if job.worker is None else JobRow.worker == job.worker
+        claimed = session.execute(
+            update(JobRow).where(JobRow.pk == job.pk, JobRow.status == job.status, previous)
+            .values(status="running", worker=self.id, heartbeat_at=time.time(), attempts=job.attempts + 1,
+                    control=None)
+            .execution_options(synchronize_session=False)).rowcount
+        if claimed == 1 and job.worker is not None:
+            add_event(session, job, "The worker running this job stopped; resuming from the last checkpoint")
+        return claimed == 1
+
+    def _abandoned(self, job: JobRow, stale: float) -> bool:
+        """A running job nobody is running: its heartbeat is stale, or its worker process on this host is dead."""
+        if job.heartbeat_at is not None and job.heartbeat_at < stale:
+            return True
+        host, _, rest = (job.worker or "").partition("/")
+        pid = rest.split("/", 1)[0]
+        if host != self.host or not pid.isdigit() or job.worker == self.id:
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    # ---- start a child -------------------------------------------------------------------------
+    def _start(self, job_id: str) -> None:
+        workspace = Workspace(self.jobs_dir / job_id)
+        with self.db.transaction() as session:
+            job = session.scalar(select(JobRow).where(JobRow.id == job_id))
+            if workspace.training_complete():  # trained before a crash, never recorded: finish it now
+                self._finish(session, job, workspace)
+                return
+            try:
+                config = self._train_config(session, job, workspace)
+            except _JobProblem as problem:
+                self._fail(session, job, problem.code, problem.message, problem.param)
+                return
+        workspace.write_config(config)
+        workspace.prepare_start()
+        with open(workspace.log, "ab") as log_file:
+            process = subprocess.Popen([sys.executable, "-m", "selftune.jobs.child", str(workspace.folder)],
+                                       stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.running[job_id] = Running(job_id, workspace, process)
+        log.info("job %s: training in child process %d", job_id, process.pid)
+
+    def _train_config(self, session, job: JobRow, workspace: Workspace) -> dict:
+        model = base_models().get(job.model)
+        if model is None:
+            raise _JobProblem("model_not_available", f"Model {job.model!r} is no longer offered by this server.",
+                              "model")
+        data = {}
+        for param, file_id in (("training_file", job.training_file), ("validation_file", job.validation_file)):
+            if not file_id:
+                continue
+            copy = workspace.data / f"{file_id}.jsonl"
+            if not copy.exists():
+                row = session.scalar(select(FileRow).where(FileRow.id == file_id))
+                if row is None or not self.blobs.path(file_id).is_file():
+                    raise _JobProblem("file_not_found", f"{param} {file_id} was deleted before training started.",
+                                      param)
+                copy = workspace.add_data(f"{file_id}.jsonl", self.blobs.path(file_id))
+            data[param] = str(copy)
+        hp = job.hyperparameters
+        config = {"model": model.source, "train_file": data["training_file"],
+                  "valid_file": data.get("validation_file"), "method": job.method, "seed": job.seed,
+                  "n_epochs": hp.get("n_epochs", "auto"), "batch_size": hp.get("batch_size", "auto"),
+                  "learning_rate_multiplier": hp.get("learning_rate_multiplier", "auto"),
+                  "out": str(workspace.out), "events_file": str(workspace.events)}
+        if job.method == "dpo":
+            config["beta"] = hp.get("beta", "auto")
+        return config
+
+    # ---- supervise -------------------------------------------------------------------------------
+    def _supervise(self) -> None:
+        for job_id in list(self.running):
+            child = self.running[job_id]
+            code = child.process.poll()
+            with self.db.transaction() as session:
+                job = session.scalar(select(JobRow).where(JobRow.id == job_id).with_for_update())
+                if job is None or job.worker != self.id or job.status != "running":
+                    # cancelled, or taken over after our lease lapsed: the child must go
+                    if code is None:
+                        child.process.kill()
+                        child.process.wait()
+                    if job is not None and job.worker == self.id:
+                        relay(session, job, child.workspace, self.metrics_every)
+                    del self.running[job_id]
+                    continue
+                relay(session, job, child.workspace, self.metrics_every)
+                job.heartbeat_at = time.time()
+                if job.control == "pause" and code is None:
+                    child.workspace.request_stop()
+                if code is None:
+                    continue
+                del self.running[job_id]
+                self._ended(session, job, child.workspace, code)
+
+    def _ended(self, session, job: JobRow, workspace: Workspace, code: int) -> None:
+        if code == EXIT_DONE and workspace.training_complete():
+            self._finish(session, job, workspace)
+        elif code == EXIT_STOPPED:
+            if job.control == "pause":
+                job.status, job.control, job.worker, job.estimated_finish = "paused", None, None, None
+                add_event(session, job, f"Fine-tuning job paused at step {job.last_step_reported} (checkpoint "
+                                        "saved); resume continues from it")
+            else:  # stopped for a shutdown: queue it again, it resumes from its checkpoint
+                job.status, job.worker = "queued", None
+        else:
+            error = workspace.read_error() or {}
+            if code != EXIT_BAD_INPUT and not error:
+                error = {"code": "internal_error", "message": f"The training process exited with code {code}. "
+                                                              f"Last lines of its log:\n{workspace.log_tail()}"}
+            message = error.get("message", "training failed").replace(str(workspace.data) + os.sep, "")
+            self._fail(session, job, error.get("code", "internal_error"), message, error.get("param"))
+
+    def _finish(self, session, job: JobRow, workspace: Workspace) -> None:
+        """Record a trained job: results file, model registration and the final fields, in one transaction."""
+        record = json.loads((workspace.out / "training.json").read_text())
+        result_id = new_id("file-")
+        size, sha256 = self.blobs.put_file(result_id, workspace.out / "results.csv")
+        session.add(FileRow(id=result_id, org=job.org, filename="step_metrics.csv", purpose="fine-tune-results",
+                            bytes=size, sha256=sha256, status="processed"))
+        model_id = planned_model_id(job)
+        session.add(ModelRow(id=model_id, org=job.org, job_id=job.id, base_model=job.model,
+                             path=str(workspace.out)))
+        job.status, job.fine_tuned_model, job.finished_at = "succeeded", model_id, now()
+        job.trained_tokens, job.result_files, job.worker = record.get("trained_tokens"), [result_id], None
+        job.estimated_finish = None
+        if record.get("status") == "early_stopped":
+            add_event(session, job, "Training stopped early: the validation loss had stopped improving")
+        add_event(session, job, f"New fine-tuned model created: {model_id}")
+        add_event(session, job, "The job has successfully completed")
+
+    def _fail(self, session, job: JobRow, code: str, message: str, param: str | None) -> None:
+        job.status, job.finished_at, job.worker, job.estimated_finish = "failed", now(), None, None
+        job.error = {"code": code, "message": message, "param": param}
+        add_event(session, job, f"Fine-tuning job failed: {message}", level="error")
+
+    # ---- shutdown ----------------------------------------------------------------------------------
+    def _shutdown_children(self) -> None:
+        """Ask every child to stop at a checkpoint, wait for them, and queue their jobs again."""
+        for child in self.running.values():
+            child.workspace.request_stop()
+        deadline = time.time() + STOP_GRACE_SECONDS
+        for child in self.running.values():
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+        for _ in range(2):
+            try:
+                self._supervise()
+                break
+            except Exception:  # noqa: BLE001
+                log.exception("recording stopped jobs")
+
+
+class _JobProblem(Exception):
+    def __init__(self, code: str, message: str, param: str | None):
+        super().__init__(message)
+        self.code, self.message, self.param = code, message, param
+
+
+def _file_problem(row: FileRow | None, file_id: str, method: str) -> str | None:
+    if row is None:
+        return f"File {file_id} was deleted before the job started."
+    if row.status == "error":
+        return f"File {file_id} is not valid. {row.status_details}"
+    if row.format != FILE_FORMAT[method]:
+        return f"File {file_id} is in {row.format} format; the {method} method needs {FILE_FORMAT[method]} examples."
+    return None

@@ -1,0 +1,125 @@
+"""The tables behind the API: files, fine-tuning jobs, their events and checkpoints, fine-tuned models.
+
+Every row carries ``org``: the organisation of the API key that created it. Queries always filter on
+it, so one customer never sees another's rows. Each table has an integer ``pk`` that gives a stable
+order for cursor pagination (``after=<id>``), and the public string ``id`` the API shows.
+Changes to these tables go through a new Alembic revision in ``store/migrations/versions``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_id(prefix: str) -> str:
+    """Random public ids in the hosted style (``file-``, ``ftjob-``...): unguessable, never sequential."""
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(24))
+
+
+def now() -> int:
+    return int(time.time())
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class FileRow(Base):
+    __tablename__ = "files"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    org: Mapped[str] = mapped_column(String(128), index=True)
+    filename: Mapped[str] = mapped_column(String(512))
+    purpose: Mapped[str] = mapped_column(String(32))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # uploaded -> processed | error
+    status_details: Mapped[str | None] = mapped_column(Text, nullable=True)
+    format: Mapped[str | None] = mapped_column(String(8), nullable=True)  # sft | dpo, once validated
+    examples: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    org: Mapped[str] = mapped_column(String(128), index=True)
+    model: Mapped[str] = mapped_column(String(256))
+    training_file: Mapped[str] = mapped_column(String(64))
+    validation_file: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    method: Mapped[str] = mapped_column(String(16))  # supervised | dpo
+    hyperparameters: Mapped[dict] = mapped_column(JSON)  # as requested, "auto" kept until training starts
+    resolved_hyperparameters: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    suffix: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    metadata_: Mapped[dict | None] = mapped_column("metadata", JSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    estimated_finish: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    fine_tuned_model: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    trained_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    result_files: Mapped[list] = mapped_column(JSON, default=list)
+    error: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # worker bookkeeping, not shown by the API
+    control: Mapped[str | None] = mapped_column(String(16), nullable=True)  # cancel | pause, asked by the API
+    worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    heartbeat_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    events_offset: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes of the child's events relayed
+    last_step_reported: Mapped[int] = mapped_column(Integer, default=0)  # a resumed run repeats steps after
+    last_eval_reported: Mapped[int] = mapped_column(Integer, default=0)  # its checkpoint: they are not relayed twice
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    job_id: Mapped[str] = mapped_column(String(64), ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    org: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    level: Mapped[str] = mapped_column(String(8))  # info | warn | error
+    message: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(8))  # message | metrics
+    data: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+
+class CheckpointRow(Base):
+    __tablename__ = "checkpoints"
+    __table_args__ = (UniqueConstraint("job_id", "step_number"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    job_id: Mapped[str] = mapped_column(String(64), ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    org: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    step_number: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict] = mapped_column(JSON)
+    model: Mapped[str] = mapped_column(String(512), index=True)  # ft:...:ckpt-step-N
+    path: Mapped[str] = mapped_column(Text)  # the checkpoint folder (adapter or weights)
+
+
+class ModelRow(Base):
+    """A fine-tuned model: registered when its job succeeds, gone from the API once deleted."""
+
+    __tablename__ = "models"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(512), unique=True, index=True)
+    org: Mapped[str] = mapped_column(String(128), index=True)
+    job_id: Mapped[str] = mapped_column(String(64))
+    base_model: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    path: Mapped[str] = mapped_column(Text)  # the job's output folder
