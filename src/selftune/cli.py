@@ -357,10 +357,11 @@ def serve(
     if home is not None:
         os.environ["SELFTUNE_HOME"] = str(home)
     settings = _service_settings()
-    if settings.api_keys is None and host not in LOOPBACK and not insecure:
+    keys = settings.organisations()
+    if keys is None and host not in LOOPBACK and not insecure:
         raise SelftuneError(f"refusing to serve on {host} without API keys: anyone who can reach it could use it. "
                             "Set SELFTUNE_API_KEYS='key:org,...', or pass --insecure")
-    mode = "local mode (no API keys)" if settings.api_keys is None else f"{len(settings.organisations())} API key(s)"
+    mode = "local mode (no API keys)" if keys is None else f"{len(keys)} API key(s)"
     err.print(f"selftune {get_settings().home} on http://{host}:{port}/v1 ({mode}, "
               f"worker {'on' if worker else 'off'})", markup=False)
     uvicorn.run(create_app(settings, embedded_worker=worker), host=host, port=port, log_level="warning")
