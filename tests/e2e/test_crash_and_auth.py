@@ -87,3 +87,26 @@ def test_local_mode_refuses_a_public_address(tmp_path, server_env):
                             timeout=60)
     assert result.returncode == 2
     assert "refusing to serve on 0.0.0.0 without API keys" in result.stderr
+
+
+def test_graceful_stop_requeues_the_job_and_a_restart_resumes_it(tmp_path, server_env):
+    server = Server(tmp_path / "home", server_env)
+    server.home.mkdir()
+    client = server.start().client()
+    training = upload(client, tmp_path / "train.jsonl", chat_rows(30))
+    job = client.fine_tuning.jobs.create(model="tiny", training_file=training.id,
+                                         hyperparameters={"n_epochs": 4, "batch_size": 1})
+    wait_until_step(client, job.id, 10)
+    server.stop()  # Ctrl-C: the worker stops its child at a checkpoint and puts the job back in the queue
+    assert server.process.returncode == 0
+
+    client = server.start().client()
+    job = wait_for(client, job.id)
+    events = all_events(client, job.id)
+    server.stop()
+    assert job.status == "succeeded", job.error
+    messages = [e.message for e in events]
+    resumed = [m for m in messages if m.startswith("Resumed training from the checkpoint at step")]
+    assert len(resumed) == 1 and int(resumed[0].rsplit(" ", 1)[1]) >= 10  # not from the start, nor an epoch end
+    steps = [e.data["step"] for e in events if e.type == "metrics" and "train_loss" in e.data]
+    assert steps == list(range(1, 121))

@@ -118,3 +118,11 @@ def test_cancel_of_a_finished_job_is_refused(client, files):
     error = refused(lambda: client.fine_tuning.jobs.cancel(job.id))
     assert error.param == "fine_tuning_job_id"
     refused(lambda: client.fine_tuning.jobs.resume(job.id))
+
+
+def test_the_web_layer_starts_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, selftune.api.app, selftune.jobs.worker; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -32,6 +32,7 @@ from selftune.store.tables import FileRow, JobRow, ModelRow, new_id, now
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.5
 STOP_GRACE_SECONDS = 60
+EXPIRY_SWEEP_SECONDS = 60
 FILE_FORMAT = {"supervised": "sft", "dpo": "dpo"}
 
 
@@ -51,6 +52,7 @@ class Worker:
         self.id = f"{self.host}/{os.getpid()}/{new_id('')[:6]}"
         self.running: dict[str, Running] = {}
         self._stop = threading.Event()
+        self._last_expiry_sweep = 0.0
 
     # ---- loop --------------------------------------------------------------------------------
     def run_forever(self) -> None:
@@ -72,6 +74,8 @@ class Worker:
         self._stop.set()
 
     def tick(self) -> None:
+        if time.time() - self._last_expiry_sweep > EXPIRY_SWEEP_SECONDS:
+            self._delete_expired_files()
         self._promote_validated()
         self._supervise()
         while len(self.running) < self.concurrent_jobs and not self._stop.is_set():
@@ -79,6 +83,18 @@ class Worker:
             if job_id is None:
                 break
             self._start(job_id)
+
+    def _delete_expired_files(self) -> None:
+        """Uploads created with ``expires_after`` go once their time is up (rows first, then bytes)."""
+        self._last_expiry_sweep = time.time()
+        with self.db.transaction() as session:
+            expired = list(session.scalars(select(FileRow).where(FileRow.expires_at < now()).limit(1000)))
+            for row in expired:
+                session.delete(row)
+        for row in expired:
+            self.blobs.delete(row.id)
+        if expired:
+            log.info("deleted %d expired file(s)", len(expired))
 
     # ---- validating_files -> queued ------------------------------------------------------------
     def _promote_validated(self) -> None:

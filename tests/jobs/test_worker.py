@@ -1,0 +1,63 @@
+"""Worker bookkeeping without training: one claim per job, takeover of abandoned jobs, expired uploads."""
+
+import io
+import time
+
+from sqlalchemy import select
+
+from selftune.jobs.worker import Worker
+from selftune.store.blobs import BlobStore
+from selftune.store.db import Database
+from selftune.store.tables import FileRow, JobRow, now
+
+
+def setup(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    blobs = BlobStore(tmp_path / "files")
+    workers = [Worker(db=db, blobs=blobs, jobs_dir=tmp_path / "jobs", lease_seconds=5) for _ in range(2)]
+    return db, blobs, workers
+
+
+def add_job(db, status="queued", **fields):
+    with db.transaction() as session:
+        session.add(JobRow(id=f"ftjob-{status}", org="local", model="tiny", training_file="file-1",
+                           method="supervised", hyperparameters={}, seed=0, status=status, result_files=[], **fields))
+
+
+def test_a_queued_job_is_claimed_by_one_worker_only(tmp_path):
+    db, _, (first, second) = setup(tmp_path)
+    add_job(db)
+    assert first._claim() == "ftjob-queued"
+    assert second._claim() is None
+    with db.transaction() as session:
+        job = session.scalar(select(JobRow))
+        assert (job.status, job.worker, job.attempts) == ("running", first.id, 1)
+
+
+def test_a_running_job_is_taken_over_only_when_abandoned(tmp_path):
+    db, _, (first, second) = setup(tmp_path)
+    add_job(db, status="running", worker="other-host/1/x", heartbeat_at=time.time())
+    assert first._claim() is None  # another machine's worker, heard from just now
+    with db.transaction() as session:
+        session.scalar(select(JobRow)).heartbeat_at = time.time() - 6  # its lease has lapsed
+    assert first._claim() == "ftjob-running"
+    assert second._claim() is None
+
+
+def test_a_dead_worker_on_this_host_is_taken_over_at_once(tmp_path):
+    db, _, (first, _) = setup(tmp_path)
+    add_job(db, status="running", worker=f"{first.host}/999999999/x", heartbeat_at=time.time())  # no such pid
+    assert first._claim() == "ftjob-running"
+
+
+def test_expired_uploads_are_deleted(tmp_path):
+    db, blobs, (worker, _) = setup(tmp_path)
+    for file_id, expires in (("file-old", now() - 1), ("file-new", now() + 3600), ("file-kept", None)):
+        blobs.put(file_id, io.BytesIO(b"{}\n"), limit=100)
+        with db.transaction() as session:
+            session.add(FileRow(id=file_id, org="local", filename="x.jsonl", purpose="batch", bytes=3, sha256="",
+                                status="processed", expires_at=expires))
+    worker._delete_expired_files()
+    with db.transaction() as session:
+        assert sorted(session.scalars(select(FileRow.id))) == ["file-kept", "file-new"]
+    assert not blobs.path("file-old").exists() and blobs.path("file-new").exists()
