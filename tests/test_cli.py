@@ -213,3 +213,10 @@ def test_train_with_unknown_lora_targets_names_the_real_layers(tmp_path, tiny_mo
     assert result.returncode == 2
     assert "LoRA targets ['nope'] don't match" in result.stderr
     assert "q_proj" in result.stderr
+
+
+def test_serve_refuses_malformed_api_keys(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFTUNE_API_KEYS", "no-org-here")
+    result = run("serve", "--home", tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: SELFTUNE_API_KEYS: 'no-org-here' is not 'key:organisation'"

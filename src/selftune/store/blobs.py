@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
+
+from selftune.store.atomic import atomic_write
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CHUNK = 1024 * 1024
@@ -33,25 +33,14 @@ class BlobStore:
 
     def put(self, file_id: str, source: BinaryIO, limit: int) -> tuple[int, str]:
         """Copy ``source`` into the store; returns (bytes, sha256). Raises TooLarge past ``limit``."""
-        target = self.path(file_id)
-        target.parent.mkdir(parents=True, exist_ok=True)
         digest, size = hashlib.sha256(), 0
-        fd, tmp = tempfile.mkstemp(prefix=f".{file_id}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                while chunk := source.read(CHUNK):
-                    size += len(chunk)
-                    if size > limit:
-                        raise TooLarge(size)
-                    digest.update(chunk)
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        with atomic_write(self.path(file_id), "wb") as f:  # TooLarge inside: the temp file is removed
+            while chunk := source.read(CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(size)
+                digest.update(chunk)
+                f.write(chunk)
         return size, digest.hexdigest()
 
     def put_file(self, file_id: str, source: Path) -> tuple[int, str]:
