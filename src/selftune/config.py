@@ -59,6 +59,8 @@ class Settings(BaseSettings):
             key, sep, org = item.strip().partition(":")
             if not sep or not key or not org:
                 raise ValueError(f"SELFTUNE_API_KEYS: {item.strip()!r} is not 'key:organisation'")
+            if ":" in org:  # it becomes part of ft:BASE:ORG:SUFFIX:JOBID model ids
+                raise ValueError(f"SELFTUNE_API_KEYS: organisation {org!r} contains ':'")
             keys[key] = org
         return keys
 

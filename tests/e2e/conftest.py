@@ -46,7 +46,8 @@ class Server:
         log = open(self.home / f"server-{self.port}.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
             [sys.executable, "-m", "selftune.cli", "serve", "--port", str(self.port), "--home", str(self.home),
-             *self.args], env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT)
+             *self.args], env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)  # its own process group, so stop() can press Ctrl-C as a terminal does
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.process.poll() is not None:
@@ -62,8 +63,9 @@ class Server:
         return openai.OpenAI(base_url=self.url, api_key=api_key, max_retries=0, timeout=30)
 
     def stop(self) -> None:
+        """Ctrl-C in the server's terminal: SIGINT to its whole process group."""
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            os.killpg(self.process.pid, signal.SIGINT)
             try:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:

@@ -64,6 +64,10 @@ def test_cookbook_flow(client, tmp_path):
     assert job.fine_tuned_model not in [m.id for m in client.models.list()]
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve(job.fine_tuned_model)
+    with pytest.raises(openai.NotFoundError):  # its checkpoints went with it
+        client.models.retrieve(checkpoints[1].fine_tuned_model_checkpoint)
+    assert list(client.fine_tuning.jobs.checkpoints.list(job.id)) == []
+    assert client.fine_tuning.jobs.retrieve(job.id).status == "succeeded"  # the job's record stays
 
     assert client.files.delete(training.id).deleted
     with pytest.raises(openai.NotFoundError):

@@ -57,5 +57,7 @@ def test_settings_parse_keys_and_models():
     assert Settings(api_keys="").organisations() is None
     with pytest.raises(ValueError, match="not 'key:organisation'"):
         Settings(api_keys="just-a-key").organisations()
+    with pytest.raises(ValueError, match="contains ':'"):
+        Settings(api_keys="k1:org:x").organisations()
     with pytest.raises(ValueError, match="no ':' in name"):
         Settings(base_models="a:b=/x").extra_base_models()

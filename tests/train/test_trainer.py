@@ -263,8 +263,9 @@ def test_a_time_budget_shortens_the_schedule_and_ends_it(tmp_path, tiny_model):
     steps = [e for e in events if e["type"] == "step"]
     assert len(steps) == result.state.global_step
     peak = record["hyperparameters"]["learning_rate"]
-    # the last step runs at peak / (planned steps - warm-up); a run cut off mid-schedule would be far higher
-    assert steps[-1]["learning_rate"] <= 0.1 * peak
+    # the last step runs at about peak / planned steps; a run cut off mid-schedule would be far higher.
+    # (On a busy machine the budget holds few steps: the bound follows the number actually planned.)
+    assert steps[-1]["learning_rate"] <= max(0.1 * peak, 2 * peak / result.state.total_steps)
     assert learning_rate_at(result.state.global_step, result.state.total_steps, peak) == 0.0
     assert any(e["type"] == "plan" for e in events)
     assert read_results(cfg.out)[-1]["valid_loss"] != ""  # the final model is evaluated even mid-epoch

@@ -28,7 +28,8 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
 
 def not_found(kind: str, id_: str, param: str | None = None) -> APIError:
     """The answer for something absent and for something another organisation owns: identical."""
-    return APIError(404, f"No such {kind}: '{id_}'", param=param, code=f"{kind.replace(' ', '_')}_not_found")
+    code = kind.replace(" ", "_").replace("-", "_") + "_not_found"
+    return APIError(404, f"No such {kind}: '{id_}'", param=param, code=code)
 
 
 def install_handlers(app: FastAPI) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -41,6 +42,8 @@ def relay(session: Session, job: JobRow, workspace: Workspace, metrics_every: in
             log.warning("%s: skipping an unreadable event line", job.id)
             continue
         handler = HANDLERS.get(line.get("type"))
+        if isinstance(line.get("message"), str):  # the job's data folder is the server's business, not the user's
+            line["message"] = line["message"].replace(str(workspace.data) + os.sep, "")
         if handler is not None:
             handler(session, job, line, metrics_every)
     job.events_offset += end

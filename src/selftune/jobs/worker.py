@@ -134,12 +134,14 @@ class Worker:
         return None
 
     def _take(self, session, job: JobRow) -> bool:
-        """The conditional UPDATE only one worker can win (SQLite has no row locks to rely on)."""
+        """The conditional UPDATE only one worker can win (SQLite has no row locks to rely on).
+
+        ``control`` is kept: a pause asked for just before the previous worker died still happens.
+        """
         previous = JobRow.worker.is_(None) if job.worker is None else JobRow.worker == job.worker
         claimed = session.execute(
             update(JobRow).where(JobRow.pk == job.pk, JobRow.status == job.status, previous)
-            .values(status="running", worker=self.id, heartbeat_at=time.time(), attempts=job.attempts + 1,
-                    control=None)
+            .values(status="running", worker=self.id, heartbeat_at=time.time(), attempts=job.attempts + 1)
             .execution_options(synchronize_session=False)).rowcount
         if claimed == 1 and job.worker is not None:
             add_event(session, job, "The worker running this job stopped; resuming from the last checkpoint")
@@ -177,8 +179,11 @@ class Worker:
         workspace.write_config(config)
         workspace.prepare_start()
         with open(workspace.log, "ab") as log_file:
+            # a session of its own: Ctrl-C in the server's terminal (or systemd's stop signal to the group)
+            # reaches the worker, which stops the child at a checkpoint, not the child directly
             process = subprocess.Popen([sys.executable, "-m", "selftune.jobs.child", str(workspace.folder)],
-                                       stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                       stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)
         self.running[job_id] = Running(job_id, workspace, process)
         log.info("job %s: training in child process %d", job_id, process.pid)
 
@@ -218,11 +223,9 @@ class Worker:
                 job = session.scalar(select(JobRow).where(JobRow.id == job_id).with_for_update())
                 if job is None or job.worker != self.id or job.status != "running":
                     # cancelled, or taken over after our lease lapsed: the child must go
-                    if code is None:
+                    if code is None:  # what the child reports after a cancel is not relayed
                         child.process.kill()
                         child.process.wait()
-                    if job is not None and job.worker == self.id:
-                        relay(session, job, child.workspace, self.metrics_every)
                     del self.running[job_id]
                     continue
                 relay(session, job, child.workspace, self.metrics_every)
@@ -237,7 +240,8 @@ class Worker:
     def _ended(self, session, job: JobRow, workspace: Workspace, code: int) -> None:
         if code == EXIT_DONE and workspace.training_complete():
             self._finish(session, job, workspace)
-        elif code == EXIT_STOPPED:
+        elif code == EXIT_STOPPED or (self._stop.is_set() and code != EXIT_BAD_INPUT):
+            # stopped on request, or killed because it overran the shutdown grace period: both resume later
             if job.control == "pause":
                 job.status, job.control, job.worker, job.estimated_finish = "paused", None, None, None
                 add_event(session, job, f"Fine-tuning job paused at step {job.last_step_reported} (checkpoint "

@@ -199,7 +199,9 @@ class JobService:
             if job.status != "paused":
                 raise bad_request(f"Job {job_id} is {job.status}; only a paused job can be resumed.",
                                   param="fine_tuning_job_id", code="job_not_paused")
-            job.status, job.control = "validating_files", None  # the worker re-checks files, then queues
+            # a job that has started owns copies of its files (deleting the uploads can't hurt it): straight
+            # back to the queue; one paused before it started has its files checked again first
+            job.status, job.control = ("queued" if job.attempts else "validating_files"), None
             add_event(session, job, "Fine-tuning job resumed")
             return to_job(job)
 

@@ -1,12 +1,15 @@
 """Models: the base models on offer, the caller's fine-tuned models and their checkpoints.
 
 Checkpoints are addressable as models (``ft:...:ckpt-step-N``), like the hosted service, but are
-not listed (the hosted list does not show them either). Only fine-tuned models can be deleted.
+not listed (the hosted list does not show them either). Only fine-tuned models can be deleted; that
+removes the model, its checkpoints and their weights on disk (the job and its results file remain).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import shutil
+
+from sqlalchemy import delete, select
 
 from selftune.api.errors import APIError, not_found
 from selftune.api.models.protocol import Model, ModelDeleted
@@ -49,6 +52,9 @@ class ModelService:
             if row is None:
                 raise not_found("model", model_id, param="model")
             session.delete(row)
+            session.execute(delete(CheckpointRow).where(CheckpointRow.job_id == row.job_id))
+        # after the commit: a crash in between leaves files behind, never a model whose weights are gone
+        shutil.rmtree(row.path, ignore_errors=True)
         return ModelDeleted(id=model_id, deleted=True)
 
     @staticmethod
