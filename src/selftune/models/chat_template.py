@@ -36,6 +36,16 @@ def render_text(tokenizer, messages: list[dict], tools: list[dict] | None = None
                                          tokenize=False)
 
 
+def render_prompt(tokenizer, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+    """Token ids of a conversation followed by the assistant's turn opening: what a served model
+    continues. Rendered exactly as training renders it, so a fine-tuned model sees what it learnt."""
+    template = tokenizer.chat_template or ""
+    chat, _ = _prepare(messages, tools, template)
+    ids = tokenizer.apply_chat_template(chat, tools=tools if tools and "tools" in template else None,
+                                        add_generation_prompt=True, tokenize=True, return_dict=False)
+    return list(ids)
+
+
 def render_for_training(tokenizer, messages: list[dict], tools: list[dict] | None = None) -> RenderedExample:
     """Tokens of the whole conversation, and which of them carry loss.
 

@@ -36,7 +36,7 @@ def packed_attention(module, query, key, value, attention_mask, scaling=None, dr
     if groups > 1:  # grouped-query attention: share each key/value head among its query heads
         ks = ks.repeat_interleave(groups, dim=1)
         vs = vs.repeat_interleave(groups, dim=1)
-    out = _attend(qs, ks, vs, plan.mask, scaling if scaling is not None else qs.shape[-1] ** -0.5, dropout)
+    out = attend(qs, ks, vs, plan.mask, scaling if scaling is not None else qs.shape[-1] ** -0.5, dropout)
     s, h, lq, d = out.shape
     out = out.transpose(1, 2).reshape(s * lq, h, d).index_select(0, plan.scatter_index)  # [T, H, D]
     return out.unsqueeze(0), None
@@ -47,7 +47,7 @@ def _gather(states: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return states.index_select(1, index.reshape(-1)).unflatten(1, index.shape).transpose(0, 1)
 
 
-def _attend(q, k, v, mask, scale: float, dropout: float):
+def attend(q, k, v, mask, scale: float, dropout: float):
     """Plain attention as batched matmuls: segments are short (tens to hundreds of tokens), where
     PyTorch's CPU flash kernel (tiled for long sequences) spends most of its time on tiles of padding;
     its backward was ~25% of a training step here, this one is a few percent."""

@@ -1,0 +1,327 @@
+"""The embedded engine: one base model in memory, LoRA adapters on demand, continuous batching.
+
+A scheduler thread runs the batch step by step. Every step feeds the model, as one batch, one token
+of each request that is decoding and a chunk of the prompt of each request that has just joined
+(chunked prefill), so requests join and leave between decode steps and a long prompt never stalls
+the others for long. Tokens of different adapters run in the same forward pass (PEFT's mixed-adapter
+batches); the keys and values live in a paged pool (:mod:`selftune.serve.kv_pool`). When the pool is
+full, the newest request is set aside and recomputed later, as vLLM does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from selftune.models.resolve import resolve_model
+from selftune.serve.attention import Segment, StepPlan, serving_attention_enabled
+from selftune.serve.detokenize import TextStream
+from selftune.serve.engine import Engine, Event, Finished, GenerationRequest, Handle, ServedModel, Token
+from selftune.serve.kv_pool import PAGE, KVPool
+from selftune.serve.sampling import Sampler
+
+log = logging.getLogger(__name__)
+BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
+
+
+@dataclass
+class _Sequence:
+    request: GenerationRequest
+    emit: Callable[[Event], None]
+    handle: Handle
+    adapter: str  # PEFT adapter name, or BASE
+    sampler: Sampler
+    text: TextStream
+    ids: list[int]  # prompt, then generated tokens
+    prompt_len: int
+    stop_tokens: set[int]
+    pages: list[int] = field(default_factory=list)
+    past: int = 0  # tokens whose keys and values are in the pool
+
+    @property
+    def generated(self) -> int:
+        return len(self.ids) - self.prompt_len
+
+
+class _LoadedBase:
+    """A base model and the adapters loaded into it (PEFT wraps it once the first adapter arrives)."""
+
+    def __init__(self, source: str, dtype: torch.dtype, kv_tokens: int, max_adapters: int):
+        from transformers import AutoModelForCausalLM
+
+        self.source = source
+        self.folder = resolve_model(source)
+        self.model = AutoModelForCausalLM.from_pretrained(self.folder, dtype=dtype, trust_remote_code=False).eval()
+        self.model.requires_grad_(False)
+        self.config = self.model.config
+        self.dtype = dtype
+        self.lm = self.model  # the transformers model, also once PEFT wraps it
+        self.adapters: OrderedDict[str, str] = OrderedDict()  # PEFT name -> folder, least recently used first
+        self.max_adapters = max_adapters
+        self.pinned: set[str] = set()
+        head_dim = getattr(self.config, "head_dim", None) or self.config.hidden_size // self.config.num_attention_heads
+        self.pool = KVPool(self.config.num_hidden_layers, self.config.num_key_value_heads, head_dim, kv_tokens,
+                           dtype, self.model.device)
+
+    def adapter(self, folder, in_use: set[str]) -> str:
+        """Load an adapter (once) and return its PEFT name; evicts the least recently used idle one."""
+        from peft import PeftModel
+
+        name = "a" + hashlib.sha1(str(folder).encode()).hexdigest()[:16]
+        if name in self.adapters:
+            self.adapters.move_to_end(name)
+            return name
+        idle = [n for n in self.adapters if n not in in_use and n not in self.pinned]
+        while len(self.adapters) >= self.max_adapters and idle:
+            victim = idle.pop(0)
+            self.model.delete_adapter(victim)
+            del self.adapters[victim]
+        if isinstance(self.model, PeftModel):
+            self.model.load_adapter(str(folder), adapter_name=name, is_trainable=False)
+        else:
+            self.model = PeftModel.from_pretrained(self.model, str(folder), adapter_name=name, is_trainable=False)
+        for module in self.model.modules():  # adapters compute in the base's dtype, as merged weights would
+            for param in module.parameters(recurse=False):
+                if param.dtype != self.dtype and param.is_floating_point():
+                    param.data = param.data.to(self.dtype)
+        self.adapters[name] = str(folder)
+        log.info("loaded adapter %s (%d in memory)", folder, len(self.adapters))
+        return name
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, plan: StepPlan, names: list[str]):
+        """Hidden states [T, H] of one step; each token through its own adapter."""
+        from peft import PeftModel
+
+        decoder = self.lm.get_decoder()
+        kwargs = dict(input_ids=input_ids.unsqueeze(1), position_ids=positions.unsqueeze(1), step_plan=plan,
+                      use_cache=False)
+        unique = set(names)
+        with serving_attention_enabled(self.config):
+            if not isinstance(self.model, PeftModel) or unique == {BASE}:
+                context = self.model.disable_adapter() if isinstance(self.model, PeftModel) else _nothing()
+                with context:
+                    return decoder(**kwargs).last_hidden_state[:, 0]
+            if len(unique) == 1:
+                self.model.set_adapter(names[0])
+                return decoder(**kwargs).last_hidden_state[:, 0]
+            with self.model.base_model._enable_peft_forward_hooks(adapter_names=names):
+                return decoder(**kwargs).last_hidden_state[:, 0]
+
+
+class _Nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _nothing():
+    return _Nothing()
+
+
+def _stop_tokens(tokenizer) -> set[int]:
+    """End-of-turn tokens: the tokenizer's EOS and the generation config's (chat models often have both)."""
+    stops = {tokenizer.eos_token_id}
+    try:
+        from transformers import GenerationConfig
+
+        eos = GenerationConfig.from_pretrained(tokenizer.name_or_path).eos_token_id
+        stops.update(eos if isinstance(eos, list) else [eos])
+    except OSError:
+        pass
+    return {t for t in stops if t is not None}
+
+
+class EmbeddedEngine(Engine):
+    def __init__(self, *, dtype: str = "auto", kv_tokens: int = 32768, step_tokens: int = 512,
+                 max_running: int = 64, max_adapters: int = 8, threads: int | None = None):
+        from selftune.train.hardware import autocast_dtype, set_threads, training_device
+
+        self.device = training_device()
+        self.dtype = autocast_dtype(self.device, dtype) or torch.float32
+        self.kv_tokens, self.step_tokens, self.max_running, self.max_adapters = (kv_tokens, step_tokens,
+                                                                                 max_running, max_adapters)
+        if threads:
+            torch.set_num_threads(threads)
+        else:
+            set_threads()
+        self.base: _LoadedBase | None = None
+        self._waiting: deque[_Sequence] = deque()
+        self._running: list[_Sequence] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._tokenizers: dict[str, object] = {}
+        self._thread = threading.Thread(target=self._loop, name="selftune-engine", daemon=True)
+        self._thread.start()
+
+    # ---- Engine interface ------------------------------------------------------------------------
+    def tokenizer(self, model: ServedModel):
+        folder = str(model.tokenizer or resolve_model(model.base))
+        if folder not in self._tokenizers:
+            from transformers import AutoTokenizer
+
+            self._tokenizers[folder] = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        return self._tokenizers[folder]
+
+    def context_length(self, model: ServedModel) -> int:
+        from selftune.models.tokenizer import context_length
+
+        return min(context_length(model.base), self.kv_tokens)
+
+    def submit(self, request: GenerationRequest, emit: Callable[[Event], None]) -> Handle:
+        handle = Handle()
+        tokenizer = self.tokenizer(request.model)
+        sequence = _Sequence(request=request, emit=emit, handle=handle, adapter=BASE,
+                             sampler=Sampler(request.params, len(tokenizer)),
+                             text=TextStream(tokenizer, request.params.stop), ids=list(request.prompt_ids),
+                             prompt_len=len(request.prompt_ids), stop_tokens=_stop_tokens(tokenizer))
+        with self._cond:
+            self._waiting.append(sequence)
+            self._cond.notify()
+        return handle
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout=10)
+
+    # ---- the scheduler -----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and not self._waiting and not self._running:
+                    self._cond.wait()
+                if self._closed:
+                    return
+            try:
+                self._admit()
+                if self._running:
+                    self._step()
+            except Exception as exc:  # noqa: BLE001 - a failed step fails its requests, not the server
+                log.exception("generation step failed")
+                for sequence in self._running:
+                    self._finish(sequence, "error", error=f"{type(exc).__name__}: {exc}")
+                self._running.clear()
+
+    def _admit(self) -> None:
+        """Move waiting requests into the running batch while memory and the batch size allow (FIFO)."""
+        while True:
+            with self._cond:
+                if not self._waiting:
+                    return
+                sequence = self._waiting[0]
+                if sequence.handle.cancelled:
+                    self._waiting.popleft()
+                    continue
+                base_source = sequence.request.model.base
+                switch = self.base is None or self.base.source != base_source
+                if switch and self._running:
+                    return  # another base model is busy: switch once its requests are done
+                if not switch and (len(self._running) >= self.max_running
+                                   or not self.base.pool.can_reserve(len(sequence.ids) + 1)):
+                    return
+                if not switch:
+                    self._waiting.popleft()
+            if switch:  # outside the lock: loading takes seconds, and submit() must not wait for it
+                self._load_base(base_source)
+                continue
+            if sequence.request.model.adapter is not None:
+                in_use = {s.adapter for s in self._running}
+                sequence.adapter = self.base.adapter(sequence.request.model.adapter, in_use)
+            sequence.pages = self.base.pool.reserve(len(sequence.ids) + 1)
+            self._running.append(sequence)
+
+    def _load_base(self, source: str) -> None:
+        if self.base is not None:
+            log.info("unloading base model %s", self.base.source)
+            self.base = None
+        log.info("loading base model %s", source)
+        self.base = _LoadedBase(source, self.dtype, self.kv_tokens, self.max_adapters)
+
+    def _step(self) -> None:
+        base = self.base
+        for sequence in [s for s in self._running if s.handle.cancelled]:  # the client went away
+            self._running.remove(sequence)
+            base.pool.release(sequence.pages)
+        if not self._running:
+            return
+        self._grow_pages()
+        budget = self.step_tokens
+        segments, ids, positions, names, emitting = [], [], [], [], []
+        for sequence in self._running:
+            todo = len(sequence.ids) - sequence.past
+            length = 1 if todo == 1 else max(1, min(todo, budget))  # decoding tokens never wait for prompts
+            budget -= length
+            segments.append(Segment(sequence.pages, sequence.past, length))
+            ids.extend(sequence.ids[sequence.past:sequence.past + length])
+            positions.extend(range(sequence.past, sequence.past + length))
+            names.extend([sequence.adapter] * length)
+            emitting.append(sequence.past + length == len(sequence.ids))
+            sequence.past += length
+        plan = StepPlan.build(base.pool, segments, base.model.device)
+        device = base.model.device
+        with torch.inference_mode():
+            hidden = base.forward(torch.tensor(ids, device=device), torch.tensor(positions, device=device), plan,
+                                  names)  # [T, H]
+            ends = torch.cumsum(torch.tensor([s.length for s in segments]), 0) - 1
+            rows = ends[torch.tensor(emitting, dtype=torch.bool)]
+            logits = base.lm.get_output_embeddings()(hidden[rows.to(device)]).float().cpu() if len(rows) else None
+        row = 0
+        for sequence, emits in zip(list(self._running), emitting, strict=True):
+            if not emits:
+                continue
+            self._advance(sequence, logits[row])
+            row += 1
+
+    def _grow_pages(self) -> None:
+        """Give every running request room for this step's tokens; when the pool is full, set the newest
+        requests aside (their pages freed) to be recomputed once there is room again."""
+        pool = self.base.pool
+        for sequence in list(self._running):
+            need = pool.pages_for(len(sequence.ids)) - len(sequence.pages)
+            while need > 0 and len(pool.free_pages) < need and len(self._running) > 1:
+                victim = self._running[-1]
+                self._running.remove(victim)
+                pool.release(victim.pages)
+                victim.past = 0
+                with self._cond:
+                    self._waiting.appendleft(victim)
+                if victim is sequence:
+                    break
+            if sequence in self._running and need > 0:
+                sequence.pages.extend(pool.reserve(need * PAGE))
+
+    def _advance(self, sequence: _Sequence, logits: torch.Tensor) -> None:
+        choice = sequence.sampler.choose(logits)
+        sequence.ids.append(choice.token)
+        params = sequence.request.params
+        end_of_text = choice.token in sequence.stop_tokens
+        text = "" if end_of_text else sequence.text.add(choice.token)
+        if not end_of_text:
+            sequence.emit(Token(text, choice))
+        if end_of_text or sequence.text.stopped:
+            self._finish(sequence, "stop")
+        elif sequence.generated >= params.max_tokens or len(sequence.ids) >= self.context_length(
+                sequence.request.model):
+            self._finish(sequence, "length")
+        else:
+            return
+        self._running.remove(sequence)
+
+    def _finish(self, sequence: _Sequence, reason: str, error: str | None = None) -> None:
+        if reason != "error":
+            rest = sequence.text.finish()
+            if rest:
+                sequence.emit(Token(rest, None))
+        if self.base is not None:
+            self.base.pool.release(sequence.pages)
+        # the end-of-turn token counts: the model generated it (as vLLM and the hosted API count)
+        sequence.emit(Finished(reason, sequence.prompt_len, sequence.generated, sequence.text.text, error))

@@ -1,0 +1,77 @@
+"""What the API needs from a serving engine, and the requests and events it exchanges with one.
+
+Two implementations are planned: the embedded one (transformers + PEFT, CPU or one GPU) and one
+that hands the same base model and adapters to vLLM on GPUs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from selftune.serve.sampling import Choice, SamplingParams
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    id: str  # as the client names it: a base model, ft:..., or ft:...:ckpt-step-N
+    base: str  # what resolve_model() takes for the base weights
+    adapter: Path | None = None  # the LoRA adapter folder of a fine-tuned model or checkpoint
+    tokenizer: Path | None = None  # the tokenizer and chat template it was trained with (None: the base's)
+
+
+@dataclass
+class GenerationRequest:
+    model: ServedModel
+    prompt_ids: list[int]
+    params: SamplingParams
+
+
+@dataclass
+class Token:
+    """A generated token and the text it makes visible (may be empty: held back or a partial character)."""
+
+    text: str
+    choice: Choice | None  # None for text released at the end (held back for a stop sequence)
+
+
+@dataclass
+class Finished:
+    reason: str  # stop | length | error
+    prompt_tokens: int
+    completion_tokens: int
+    text: str  # the whole answer
+    error: str | None = None
+
+
+Event = Token | Finished
+
+
+class Handle:
+    """Lets the caller give up on a request (the client went away); the engine frees its slot."""
+
+    def __init__(self):
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Engine(ABC):
+    @abstractmethod
+    def tokenizer(self, model: ServedModel):
+        """The tokenizer (with chat template) to render this model's prompts with."""
+
+    @abstractmethod
+    def context_length(self, model: ServedModel) -> int:
+        """Most tokens (prompt + answer) one sequence may hold."""
+
+    @abstractmethod
+    def submit(self, request: GenerationRequest, emit: Callable[[Event], None]) -> Handle:
+        """Start generating; ``emit`` is called (from the engine's thread) for each event, last a Finished."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop the engine and free its memory."""

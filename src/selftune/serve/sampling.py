@@ -1,0 +1,74 @@
+"""Choosing each next token: OpenAI's sampling parameters, applied to one sequence's logits.
+
+Penalties follow OpenAI's documented formula (``logit -= count * frequency_penalty + (count > 0) *
+presence_penalty``); temperature 0 is greedy; ``seed`` gives each sequence its own generator, so the
+same request with the same seed gives the same answer whatever else is in the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class SamplingParams:
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+
+@dataclass
+class Choice:
+    token: int
+    logprob: float | None = None
+    top: list[tuple[int, float]] | None = None  # the most likely tokens and their logprobs
+
+
+class Sampler:
+    """The sampling state of one sequence: its generator and how often it has produced each token."""
+
+    def __init__(self, params: SamplingParams, vocab_size: int):
+        self.params = params
+        self.generator = torch.Generator()
+        self.generator.manual_seed(params.seed if params.seed is not None else int(torch.randint(2**62, (1,))))
+        self.counts = torch.zeros(vocab_size) if params.presence_penalty or params.frequency_penalty else None
+
+    def choose(self, logits: torch.Tensor) -> Choice:
+        """logits [V] (float32) -> the next token."""
+        p = self.params
+        if self.counts is not None:
+            logits = logits - self.counts * p.frequency_penalty - (self.counts > 0).float() * p.presence_penalty
+        if p.temperature <= 0:
+            token = int(torch.argmax(logits))
+        else:
+            scaled = logits / p.temperature
+            probs = torch.softmax(scaled, dim=-1)
+            if p.top_p < 1.0:
+                probs = _top_p(probs, p.top_p)
+            token = int(torch.multinomial(probs, 1, generator=self.generator))
+        if self.counts is not None:
+            self.counts[token] += 1
+        if not p.logprobs:
+            return Choice(token)
+        logprobs = torch.log_softmax(logits, dim=-1)
+        top = None
+        if p.top_logprobs:
+            values, ids = torch.topk(logprobs, p.top_logprobs)
+            top = list(zip(ids.tolist(), values.tolist(), strict=True))
+        return Choice(token, float(logprobs[token]), top)
+
+
+def _top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens whose probability reaches ``top_p``."""
+    sorted_probs, order = torch.sort(probs, descending=True)
+    before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs  # mass of the tokens ranked above
+    sorted_probs[before >= top_p] = 0.0
+    return torch.zeros_like(probs).scatter_(0, order, sorted_probs)

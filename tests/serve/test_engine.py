@@ -1,0 +1,117 @@
+"""The embedded engine against plain transformers + PEFT: same greedy tokens, adapters mixed in a batch."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from selftune.models.chat_template import render_prompt
+from selftune.serve.engine import Finished, GenerationRequest, ServedModel, Token
+from selftune.serve.sampling import SamplingParams
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_model, tmp_path_factory):
+    """Two random LoRA adapters (B not zero, so each changes the model's answers)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    folders = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+        model = get_peft_model(base, LoraConfig(r=8, lora_alpha=64, target_modules="all-linear",
+                                                init_lora_weights=False))
+        folder = tmp_path_factory.mktemp(f"adapter{seed}")
+        model.save_pretrained(folder)
+        folders.append(folder)
+    return folders
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from selftune.serve.embedded import EmbeddedEngine
+
+    engine = EmbeddedEngine(dtype="fp32", kv_tokens=4096, step_tokens=64, threads=1)
+    yield engine
+    engine.close()
+
+
+def generate(engine, requests: list[GenerationRequest], timeout: float = 120) -> list[tuple[list[int], Finished]]:
+    """Submit all at once (so they share batches) and wait for every answer."""
+    results = [([], None) for _ in requests]
+    done = [threading.Event() for _ in requests]
+
+    def emit_for(i):
+        def emit(event):
+            if isinstance(event, Token) and event.choice is not None:
+                results[i][0].append(event.choice.token)
+            elif isinstance(event, Finished):
+                results[i] = (results[i][0], event)
+                done[i].set()
+        return emit
+
+    for i, request in enumerate(requests):
+        engine.submit(request, emit_for(i))
+    for event in done:
+        assert event.wait(timeout)
+    return results
+
+
+def reference(tiny_model, adapter, prompt: list[int], max_new_tokens: int) -> list[int]:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, adapter)
+    out = model.generate(torch.tensor([prompt]), max_new_tokens=max_new_tokens, do_sample=False,
+                         attention_mask=torch.ones(1, len(prompt), dtype=torch.long))
+    return out[0, len(prompt):].tolist()
+
+
+def test_greedy_answers_match_transformers_and_peft_with_adapters_mixed(engine, tiny_model, adapters):
+    tokenizer = engine.tokenizer(ServedModel("tiny", str(tiny_model)))
+    prompts = [render_prompt(tokenizer, [{"role": "user", "content": text}])
+               for text in ("Where is my card?", "How do I top up my account with a card?", "Hi")]
+    models = [ServedModel("tiny", str(tiny_model)), ServedModel("a1", str(tiny_model), adapters[0]),
+              ServedModel("a2", str(tiny_model), adapters[1])]
+    cases = [(m, p) for m in models for p in prompts]
+    params = SamplingParams(max_tokens=12, temperature=0.0)
+    answers = generate(engine, [GenerationRequest(m, p, params) for m, p in cases])
+    for (model, prompt), (tokens, finished) in zip(cases, answers, strict=True):
+        expected = reference(tiny_model, model.adapter, prompt, 12)
+        assert tokens[: len(expected)] == expected[: len(tokens)] and len(tokens) == len(expected), model.id
+        assert finished.prompt_tokens == len(prompt) and finished.completion_tokens == len(tokens)
+    by_model = [tuple(tokens) for tokens, _ in answers]
+    assert max(len(set(t)) for t in by_model[3:]) >= 4, by_model  # the adapters' answers are not degenerate
+    assert by_model[0:3] != by_model[3:6] != by_model[6:9]  # each adapter answers differently
+
+
+def test_seed_reproduces_a_sampled_answer_whatever_the_batch(engine, tiny_model):
+    model = ServedModel("tiny", str(tiny_model))
+    tokenizer = engine.tokenizer(model)
+    prompt = render_prompt(tokenizer, [{"role": "user", "content": "Tell me a story"}])
+    seeded = SamplingParams(max_tokens=16, temperature=1.0, seed=42)
+    alone = generate(engine, [GenerationRequest(model, prompt, seeded)])[0][0]
+    crowded = generate(engine, [GenerationRequest(model, prompt, SamplingParams(max_tokens=16, seed=i))
+                                for i in range(5)] + [GenerationRequest(model, prompt, seeded)])
+    assert crowded[-1][0] == alone
+    assert len({tuple(t) for t, _ in crowded}) > 1
+
+
+def test_max_tokens_and_stop_sequences(engine, tiny_model):
+    model = ServedModel("tiny", str(tiny_model))
+    prompt = render_prompt(engine.tokenizer(model), [{"role": "user", "content": "Count"}])
+    (tokens, finished), = generate(engine, [GenerationRequest(model, prompt, SamplingParams(max_tokens=5,
+                                                                                            temperature=0.0))])
+    assert finished.reason in ("length", "stop") and finished.completion_tokens <= 5
+    if finished.reason == "length":
+        assert len(tokens) == 5
+    stop = finished.text[2:4] if len(finished.text) >= 4 else None
+    if stop:
+        (_, stopped), = generate(engine, [GenerationRequest(model, prompt, SamplingParams(
+            max_tokens=5, temperature=0.0, stop=[stop]))])
+        assert stopped.reason == "stop" and stopped.text == finished.text[: finished.text.find(stop)]
