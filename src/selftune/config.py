@@ -36,6 +36,11 @@ class Settings(BaseSettings):
                                 "taken over by another worker (after a crash), resuming from its checkpoint.")
     metrics_every: int = Field(10, ge=1, description="Relay a training-step metrics event every N steps.")
 
+    serve_dtype: str = Field("auto", pattern="^(auto|bf16|fp32)$",
+                             description="Serving precision; auto: bf16 where the hardware has it.")
+    serve_kv_tokens: int = Field(32768, ge=256, description="Tokens the serving KV cache holds, all requests together.")
+    serve_max_adapters: int = Field(8, ge=1, description="LoRA adapters kept in memory (least recently used evicted).")
+
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.home.expanduser() / 'selftune.db'}"

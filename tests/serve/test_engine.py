@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from selftune.models.chat_template import render_prompt
-from selftune.serve.engine import Finished, GenerationRequest, ServedModel, Token
-from selftune.serve.sampling import SamplingParams
+from selftune.serve.engine import Finished, GenerationRequest, SamplingParams, ServedModel, Token
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ import logging
 from fastapi import FastAPI
 
 import selftune
+from selftune.api.chat.router import router as chat_router
+from selftune.api.chat.service import ChatService
 from selftune.api.errors import install_handlers
 from selftune.api.files.router import router as files_router
 from selftune.api.files.service import FileService
@@ -26,6 +28,13 @@ from selftune.store.db import Database
 log = logging.getLogger(__name__)
 
 
+def _embedded_engine(settings: Settings):
+    from selftune.serve.embedded import EmbeddedEngine  # loads torch: only when the first request needs it
+
+    return EmbeddedEngine(dtype=settings.serve_dtype, kv_tokens=settings.serve_kv_tokens,
+                          max_adapters=settings.serve_max_adapters)
+
+
 def create_app(settings: Settings | None = None, embedded_worker: bool = True) -> FastAPI:
     settings = settings or get_settings()
     api_keys = settings.organisations()  # a malformed SELFTUNE_API_KEYS fails here, before serving
@@ -38,6 +47,7 @@ def create_app(settings: Settings | None = None, embedded_worker: bool = True) -
         app.state.files = FileService(db=db, blobs=blobs, max_upload_bytes=settings.max_upload_bytes)
         app.state.jobs = JobService(db=db)
         app.state.models = ModelService(db=db)
+        app.state.chat = ChatService(db=db, engine_factory=lambda: _embedded_engine(settings))
         app.state.files.validate_pending()
         worker = thread = None
         if embedded_worker:
@@ -53,6 +63,7 @@ def create_app(settings: Settings | None = None, embedded_worker: bool = True) -
                 worker.stop()
                 thread.join()
             app.state.files.shutdown()
+            app.state.chat.close()
             db.dispose()
 
     app = FastAPI(title="selftune", version=selftune.__version__, lifespan=lifespan,
@@ -61,6 +72,7 @@ def create_app(settings: Settings | None = None, embedded_worker: bool = True) -
     app.include_router(files_router)
     app.include_router(jobs_router)
     app.include_router(models_router)
+    app.include_router(chat_router)
 
     @app.get("/health", include_in_schema=False)
     def health() -> dict:

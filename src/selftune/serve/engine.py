@@ -8,10 +8,28 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from selftune.serve.sampling import Choice, SamplingParams
+
+@dataclass
+class SamplingParams:
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+
+@dataclass
+class Choice:
+    token: int
+    logprob: float | None = None
+    top: list[tuple[int, float]] | None = None  # the most likely tokens and their logprobs
 
 
 @dataclass(frozen=True)

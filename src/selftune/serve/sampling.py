@@ -7,29 +7,9 @@ same request with the same seed gives the same answer whatever else is in the ba
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
-
-@dataclass
-class SamplingParams:
-    max_tokens: int
-    temperature: float = 1.0
-    top_p: float = 1.0
-    stop: list[str] = field(default_factory=list)
-    seed: int | None = None
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    logprobs: bool = False
-    top_logprobs: int = 0
-
-
-@dataclass
-class Choice:
-    token: int
-    logprob: float | None = None
-    top: list[tuple[int, float]] | None = None  # the most likely tokens and their logprobs
+from selftune.serve.engine import Choice, SamplingParams
 
 
 class Sampler:

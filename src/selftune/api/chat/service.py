@@ -1,0 +1,242 @@
+"""Chat completions: find the model, check the request, render the prompt, run it on the engine.
+
+Every parameter is either honoured or refused with a 400 that names it. The engine runs in its own
+thread; its events cross into the event loop through an asyncio queue, so the API keeps answering
+while it generates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from selftune.api.chat.protocol import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChoiceLogprobs,
+    ChunkChoice,
+    Delta,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
+from selftune.api.errors import APIError, bad_request, not_found
+from selftune.models.catalog import base_models
+from selftune.models.ids import parse_fine_tuned_id
+from selftune.serve.engine import Engine, Finished, GenerationRequest, SamplingParams, ServedModel, Token
+from selftune.store.db import Database
+from selftune.store.tables import CheckpointRow, JobRow, ModelRow, new_id
+
+# parameters of the hosted API that selftune does not implement yet: refused by name, never ignored
+NOT_YET = ("tools", "tool_choice", "parallel_tool_calls", "functions", "function_call", "logit_bias", "audio",
+           "modalities", "prediction", "reasoning_effort", "service_tier", "web_search_options", "verbosity",
+           "prompt_cache_key", "safety_identifier")
+MAX_STOP_SEQUENCES = 4
+FINGERPRINT = "selftune-embedded"
+
+
+class ChatService:
+    def __init__(self, *, db: Database, engine_factory: Callable[[], Engine]):
+        self.db = db
+        self._engine_factory = engine_factory
+        self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
+
+    def engine(self) -> Engine:
+        """Created on the first request: the server starts without loading torch."""
+        with self._engine_lock:
+            if self._engine is None:
+                self._engine = self._engine_factory()
+            return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+
+    # ---- the request ---------------------------------------------------------------------------
+    def served_model(self, org: str, model_id: str) -> ServedModel:
+        bases = base_models()
+        if model_id in bases:
+            return ServedModel(model_id, bases[model_id].source)
+        parsed = parse_fine_tuned_id(model_id)
+        with self.db.transaction() as session:
+            if parsed is None:
+                row = None
+            elif parsed.step is None:
+                row = session.scalar(select(ModelRow).where(ModelRow.id == model_id, ModelRow.org == org))
+            else:
+                row = session.scalar(select(CheckpointRow).where(CheckpointRow.model == model_id,
+                                                                 CheckpointRow.org == org))
+            if row is None:
+                raise not_found("model", model_id, param="model")
+            job = session.scalar(select(JobRow).where(JobRow.id == row.job_id))
+        base = bases.get(job.model)
+        if base is None:
+            raise bad_request(f"The base model {job.model!r} of {model_id} is no longer offered by this server.",
+                              param="model", code="model_not_available")
+        folder = Path(row.path)
+        if not (folder / "adapter_config.json").is_file():
+            raise not_found("model", model_id, param="model")
+        tokenizer = folder if (folder / "tokenizer_config.json").is_file() else None
+        return ServedModel(model_id, base.source, folder, tokenizer)
+
+    @staticmethod
+    def check(request: ChatCompletionRequest) -> None:
+        extra = request.model_extra or {}
+        for name in NOT_YET:
+            if extra.get(name) is not None:
+                raise bad_request(f"{name} is not supported yet by selftune.", param=name, code="unsupported_parameter")
+        unknown = sorted(set(extra) - set(NOT_YET))
+        if unknown:
+            raise bad_request(f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0],
+                              code="unknown_parameter")
+        if request.store:
+            raise bad_request("store is not supported yet by selftune.", param="store", code="unsupported_parameter")
+        kind = (request.response_format or {}).get("type", "text")
+        if kind != "text":
+            raise bad_request(f"response_format {kind!r} is not supported yet by selftune.",
+                              param="response_format", code="unsupported_parameter")
+        if request.top_logprobs and not request.logprobs:
+            raise bad_request("top_logprobs needs logprobs=true.", param="top_logprobs")
+        stops = [request.stop] if isinstance(request.stop, str) else (request.stop or [])
+        if len(stops) > MAX_STOP_SEQUENCES:
+            raise bad_request(f"stop may hold at most {MAX_STOP_SEQUENCES} sequences.", param="stop")
+        if request.stream_options is not None and not request.stream:
+            raise bad_request("stream_options needs stream=true.", param="stream_options")
+        for i, message in enumerate(request.messages):
+            for part in message.content if isinstance(message.content, list) else []:
+                if part.type != "text":
+                    raise bad_request(f"Content parts of type {part.type!r} are not supported: selftune's models "
+                                      "read text only.", param=f"messages.[{i}].content")
+
+    def prepare(self, org: str, request: ChatCompletionRequest) -> tuple[ServedModel, list[int], SamplingParams]:
+        """Model, prompt tokens and sampling settings, or a 400/404 (runs in a worker thread)."""
+        from selftune.models.chat_template import render_prompt
+
+        self.check(request)
+        model = self.served_model(org, request.model)
+        engine = self.engine()
+        messages = [m.model_dump(exclude_none=True) for m in request.messages]
+        prompt = render_prompt(engine.tokenizer(model), messages)
+        context = engine.context_length(model)
+        requested = request.max_completion_tokens or request.max_tokens
+        if len(prompt) + (requested or 1) > context:
+            raise bad_request(f"This model's maximum context length is {context} tokens. However, you requested "
+                              f"{len(prompt) + (requested or 1)} tokens ({len(prompt)} in the messages, "
+                              f"{requested or 1} in the completion). Please reduce the length of the messages or "
+                              "completion.", param="messages", code="context_length_exceeded")
+        stops = [request.stop] if isinstance(request.stop, str) else (request.stop or [])
+        params = SamplingParams(
+            max_tokens=requested or context - len(prompt),
+            temperature=1.0 if request.temperature is None else request.temperature,
+            top_p=1.0 if request.top_p is None else request.top_p, stop=stops, seed=request.seed,
+            presence_penalty=request.presence_penalty or 0.0, frequency_penalty=request.frequency_penalty or 0.0,
+            logprobs=bool(request.logprobs), top_logprobs=request.top_logprobs or 0)
+        return model, prompt, params
+
+    # ---- generation ----------------------------------------------------------------------------
+    async def _events(self, model: ServedModel, prompt: list[int], params: SamplingParams,
+                      n: int) -> AsyncIterator[tuple[int, Token | Finished]]:
+        """(choice index, event) as the engine produces them, for n sequences of one prompt."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        engine = self.engine()
+        handles = []
+        for i in range(n):
+            seeded = params if params.seed is None else dataclasses.replace(params, seed=params.seed + i)
+
+            def emit(event, i=i):
+                loop.call_soon_threadsafe(queue.put_nowait, (i, event))
+
+            handles.append(engine.submit(GenerationRequest(model, prompt, seeded), emit))
+        finished = 0
+        try:
+            while finished < n:
+                i, event = await queue.get()
+                if isinstance(event, Finished):
+                    finished += 1
+                    if event.reason == "error":
+                        raise APIError(500, f"Generation failed: {event.error}", type="server_error",
+                                       code="generation_failed")
+                yield i, event
+        finally:
+            for handle in handles:  # the client went away, or an error: free the engine's slots
+                handle.cancel()
+
+    async def complete(self, org: str, request: ChatCompletionRequest) -> ChatCompletion:
+        model, prompt, params = await run_in_threadpool(self.prepare, org, request)
+        n = request.n or 1
+        texts, logprobs, finals = [""] * n, [[] for _ in range(n)], [None] * n
+        tokenizer = self.engine().tokenizer(model)
+        async for i, event in self._events(model, prompt, params, n):
+            if isinstance(event, Token):
+                texts[i] += event.text
+                if params.logprobs and event.choice is not None:
+                    logprobs[i].append(_token_logprob(tokenizer, event.choice))
+            else:
+                finals[i] = event
+        choices = [Choice(index=i, message=AssistantMessage(content=texts[i]), finish_reason=finals[i].reason,
+                          logprobs=ChoiceLogprobs(content=logprobs[i]) if params.logprobs else None)
+                   for i in range(n)]
+        completion_tokens = sum(f.completion_tokens for f in finals)
+        return ChatCompletion(id=new_id("chatcmpl-"), created=int(time.time()), model=request.model, choices=choices,
+                              usage=Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens,
+                                          total_tokens=len(prompt) + completion_tokens),
+                              system_fingerprint=FINGERPRINT)
+
+    async def stream(self, org: str, request: ChatCompletionRequest) -> AsyncIterator[str]:
+        """Server-sent events in the hosted format, ending with ``data: [DONE]``; 400s are raised before
+        the first byte, so they arrive as ordinary error responses."""
+        model, prompt, params = await run_in_threadpool(self.prepare, org, request)
+        return self._stream(model, prompt, params, request)
+
+    async def _stream(self, model, prompt, params, request) -> AsyncIterator[str]:
+        n = request.n or 1
+        chunk_id, created = new_id("chatcmpl-"), int(time.time())
+        tokenizer = self.engine().tokenizer(model)
+
+        def chunk(choices, usage=None) -> str:
+            body = ChatCompletionChunk(id=chunk_id, created=created, model=request.model, choices=choices,
+                                       usage=usage, system_fingerprint=FINGERPRINT)
+            return f"data: {body.model_dump_json(exclude_none=False)}\n\n"
+
+        for i in range(n):
+            yield chunk([ChunkChoice(index=i, delta=Delta(role="assistant", content=""))])
+        completion_tokens = 0
+        try:
+            async for i, event in self._events(model, prompt, params, n):
+                if isinstance(event, Token):
+                    if event.text or (params.logprobs and event.choice is not None):
+                        logprobs = (ChoiceLogprobs(content=[_token_logprob(tokenizer, event.choice)])
+                                    if params.logprobs and event.choice is not None else None)
+                        yield chunk([ChunkChoice(index=i, delta=Delta(content=event.text), logprobs=logprobs)])
+                else:
+                    completion_tokens += event.completion_tokens
+                    yield chunk([ChunkChoice(index=i, delta=Delta(), finish_reason=event.reason)])
+        except APIError as exc:
+            yield f"data: {json.dumps(exc.body())}\n\n"
+            return
+        if request.stream_options and request.stream_options.include_usage:
+            yield chunk([], Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens,
+                                  total_tokens=len(prompt) + completion_tokens))
+        yield "data: [DONE]\n\n"
+
+
+def _token_logprob(tokenizer, choice) -> TokenLogprob:
+    def entry(token_id: int, logprob: float) -> TopLogprob:
+        text = tokenizer.decode([token_id])
+        return TopLogprob(token=text, logprob=logprob, bytes=list(text.encode("utf-8")))
+
+    main = entry(choice.token, choice.logprob)
+    return TokenLogprob(**main.model_dump(), top_logprobs=[entry(t, lp) for t, lp in choice.top or []])
