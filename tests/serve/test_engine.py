@@ -114,3 +114,44 @@ def test_max_tokens_and_stop_sequences(engine, tiny_model):
         (_, stopped), = generate(engine, [GenerationRequest(model, prompt, SamplingParams(
             max_tokens=5, temperature=0.0, stop=[stop]))])
         assert stopped.reason == "stop" and stopped.text == finished.text[: finished.text.find(stop)]
+
+
+@pytest.mark.slow
+def test_parity_on_the_bundled_model(smollm2_home, monkeypatch, tmp_path):
+    """SmolLM2-135M with a LoRA adapter, in fp32: the engine's greedy answers, several requests batched
+    together, equal transformers + PEFT ``generate`` token for token (bf16 rounding may flip near-ties,
+    in either implementation)."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from selftune.models import resolve_model
+    from selftune.serve.embedded import EmbeddedEngine
+
+    monkeypatch.setenv("SELFTUNE_HOME", str(smollm2_home))
+    folder = resolve_model("smollm2-135m-instruct")
+    torch.manual_seed(0)
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32),
+                          LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    engine = EmbeddedEngine(dtype="fp32", kv_tokens=8192)
+    try:
+        models = [ServedModel("base", "smollm2-135m-instruct"),
+                  ServedModel("lora", "smollm2-135m-instruct", tmp_path / "adapter")]
+        tokenizer = engine.tokenizer(models[0])
+        prompts = [render_prompt(tokenizer, [{"role": "user", "content": q}])
+                   for q in ("What is the capital of France?", "How do I reset my card PIN?")]
+        cases = [(m, p) for m in models for p in prompts]
+        answers = generate(engine, [GenerationRequest(m, p, SamplingParams(max_tokens=32, temperature=0.0))
+                                    for m, p in cases])
+    finally:
+        engine.close()
+    for (model, prompt), (tokens, finished) in zip(cases, answers, strict=True):
+        reference_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        if model.adapter:
+            reference_model = PeftModel.from_pretrained(reference_model, model.adapter)
+        expected = reference_model.generate(torch.tensor([prompt]), max_new_tokens=32, do_sample=False,
+                                            attention_mask=torch.ones(1, len(prompt), dtype=torch.long))
+        expected = expected[0, len(prompt):].tolist()
+        if finished.reason == "stop":
+            expected = expected[:-1]  # the end-of-turn token is not part of the text
+        assert tokens == expected, (model.id, tokenizer.decode(tokens), tokenizer.decode(expected))
