@@ -388,6 +388,46 @@ def worker_command(home: HomeOption = None) -> None:
     worker.run_forever()
 
 
+@app.command("chat")
+def chat_command(
+    model: Annotated[str, typer.Argument(help="A base model, a fine-tuned model (ft:...) or a checkpoint.")],
+    base_url: Annotated[str, typer.Option(envvar="OPENAI_BASE_URL", help="The selftune server.")] = "http://127.0.0.1:8000/v1",
+    api_key: Annotated[str, typer.Option(envvar="OPENAI_API_KEY", help="An API key (any, in local mode).")] = "local",
+    system: Annotated[Optional[str], typer.Option(help="A system message to start the conversation with.")] = None,
+    temperature: Annotated[float, typer.Option(min=0, max=2)] = 0.7,
+    max_tokens: Annotated[int, typer.Option(min=1)] = 512,
+) -> None:
+    """Chat with a model on a running server, answers streamed as they are generated (Ctrl-D to quit)."""
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0)
+    messages = [{"role": "system", "content": system}] if system else []
+    interactive = sys.stdin.isatty()
+    while True:
+        try:
+            line = input("> " if interactive else "")
+        except EOFError:
+            break
+        if not line.strip():
+            continue
+        messages.append({"role": "user", "content": line})
+        answer = ""
+        try:
+            for chunk in client.chat.completions.create(model=model, messages=messages, stream=True,
+                                                        temperature=temperature, max_tokens=max_tokens):
+                piece = chunk.choices[0].delta.content if chunk.choices else None
+                if piece:
+                    answer += piece
+                    out.print(piece, end="", markup=False, soft_wrap=True)
+        except openai.APIConnectionError:
+            raise SelftuneError(f"no selftune server at {base_url}: start one with `selftune serve`") from None
+        except openai.APIStatusError as exc:
+            body = exc.body if isinstance(exc.body, dict) else {}
+            raise SelftuneError(f"{exc.status_code}: {body.get('message', exc.message)}") from None
+        out.print()
+        messages.append({"role": "assistant", "content": answer})
+
+
 def _service_settings():
     from pydantic import ValidationError
 

@@ -118,3 +118,18 @@ def test_another_organisation_cannot_use_a_fine_tuned_model(tmp_path, server_env
             bob.chat.completions.create(model=job.fine_tuned_model, messages=HELLO, max_tokens=2)
     finally:
         server.stop()
+
+
+def test_selftune_chat_streams_answers(server):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "selftune.cli", "chat", "tiny", "--base-url", server.url,
+                             "--temperature", "0", "--max-tokens", "4"], input="Hello\nAnd again\n",
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "OPENAI_API_KEY": "k"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") >= 2  # one streamed answer per line typed
+    missing = subprocess.run([sys.executable, "-m", "selftune.cli", "chat", "nope", "--base-url", server.url],
+                             input="Hello\n", capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "404: No such model: 'nope'" in missing.stderr

@@ -41,6 +41,7 @@ class _Sequence:
     ids: list[int]  # prompt, then generated tokens
     prompt_len: int
     stop_tokens: set[int]
+    limit: int  # most tokens (prompt + answer) it may hold: the model's context
     pages: list[int] = field(default_factory=list)
     past: int = 0  # tokens whose keys and values are in the pool
 
@@ -65,6 +66,7 @@ class _LoadedBase:
         self.adapters: OrderedDict[str, str] = OrderedDict()  # PEFT name -> folder, least recently used first
         self.max_adapters = max_adapters
         self.pinned: set[str] = set()
+        self.active: str | None = None  # the adapter PEFT currently applies when not mixing
         head_dim = getattr(self.config, "head_dim", None) or self.config.hidden_size // self.config.num_attention_heads
         self.pool = KVPool(self.config.num_hidden_layers, self.config.num_key_value_heads, head_dim, kv_tokens,
                            dtype, self.model.device)
@@ -82,10 +84,12 @@ class _LoadedBase:
             victim = idle.pop(0)
             self.model.delete_adapter(victim)
             del self.adapters[victim]
+            self.active = None if self.active == victim else self.active
         if isinstance(self.model, PeftModel):
             self.model.load_adapter(str(folder), adapter_name=name, is_trainable=False)
         else:
             self.model = PeftModel.from_pretrained(self.model, str(folder), adapter_name=name, is_trainable=False)
+            self.active = name
         for module in self.model.modules():  # adapters compute in the base's dtype, as merged weights would
             for param in module.parameters(recurse=False):
                 if param.dtype != self.dtype and param.is_floating_point():
@@ -108,7 +112,9 @@ class _LoadedBase:
                 with context:
                     return decoder(**kwargs).last_hidden_state[:, 0]
             if len(unique) == 1:
-                self.model.set_adapter(names[0])
+                if self.active != names[0]:  # set_adapter walks every module: only when it changes
+                    self.model.set_adapter(names[0])
+                    self.active = names[0]
                 return decoder(**kwargs).last_hidden_state[:, 0]
             with self.model.base_model._enable_peft_forward_hooks(adapter_names=names):
                 return decoder(**kwargs).last_hidden_state[:, 0]
@@ -158,6 +164,7 @@ class EmbeddedEngine(Engine):
         self._cond = threading.Condition()
         self._closed = False
         self._tokenizers: dict[str, object] = {}
+        self._contexts: dict[str, int] = {}
         self._thread = threading.Thread(target=self._loop, name="selftune-engine", daemon=True)
         self._thread.start()
 
@@ -171,9 +178,11 @@ class EmbeddedEngine(Engine):
         return self._tokenizers[folder]
 
     def context_length(self, model: ServedModel) -> int:
-        from selftune.models.tokenizer import context_length
+        if model.base not in self._contexts:
+            from selftune.models.tokenizer import context_length
 
-        return min(context_length(model.base), self.kv_tokens)
+            self._contexts[model.base] = min(context_length(model.base), self.kv_tokens)
+        return self._contexts[model.base]
 
     def submit(self, request: GenerationRequest, emit: Callable[[Event], None]) -> Handle:
         handle = Handle()
@@ -181,7 +190,8 @@ class EmbeddedEngine(Engine):
         sequence = _Sequence(request=request, emit=emit, handle=handle, adapter=BASE,
                              sampler=Sampler(request.params, len(tokenizer)),
                              text=TextStream(tokenizer, request.params.stop), ids=list(request.prompt_ids),
-                             prompt_len=len(request.prompt_ids), stop_tokens=_stop_tokens(tokenizer))
+                             prompt_len=len(request.prompt_ids), stop_tokens=_stop_tokens(tokenizer),
+                             limit=self.context_length(request.model))
         with self._cond:
             self._waiting.append(sequence)
             self._cond.notify()
@@ -309,8 +319,7 @@ class EmbeddedEngine(Engine):
             sequence.emit(Token(text, choice))
         if end_of_text or sequence.text.stopped:
             self._finish(sequence, "stop")
-        elif sequence.generated >= params.max_tokens or len(sequence.ids) >= self.context_length(
-                sequence.request.model):
+        elif sequence.generated >= params.max_tokens or len(sequence.ids) >= sequence.limit:
             self._finish(sequence, "length")
         else:
             return
