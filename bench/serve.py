@@ -142,10 +142,11 @@ def baseline_server(port: int, adapters: dict[str, str], base_folder: Path) -> t
     model = AutoModelForCausalLM.from_pretrained(base_folder, dtype=torch.bfloat16)
     names = {}
     for i, (model_id, folder) in enumerate(adapters.items()):
-        name = f"a{i}"
-        model = (PeftModel.from_pretrained(model, folder, adapter_name=name) if i == 0
-                 else (model.load_adapter(folder, adapter_name=name) or model))
-        names[model_id] = name
+        names[model_id] = f"a{i}"
+        if i == 0:
+            model = PeftModel.from_pretrained(model, folder, adapter_name=names[model_id])
+        else:
+            model.load_adapter(folder, adapter_name=names[model_id])
     model = model.to(torch.bfloat16).eval()
     lock = threading.Lock()
     app = FastAPI()

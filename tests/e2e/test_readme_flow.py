@@ -41,4 +41,5 @@ def test_readme_cookbook_on_the_bundled_model(tmp_path, smollm2_home, server_env
     assert re.fullmatch(r"ft:smollm2-135m-instruct:local:banking:\w+", model) and int(tokens) > 0
     assert "The job has successfully completed" in lines
     assert "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy" in lines
-    assert model in lines[-1]
+    assert any(line.startswith("['smollm2-135m-instruct'") and model in line for line in lines)
+    assert len(result.stdout.split(model + "']\n", 1)[1].strip()) > 0  # the fine-tuned model answered

@@ -155,3 +155,23 @@ def test_parity_on_the_bundled_model(smollm2_home, monkeypatch, tmp_path):
         if finished.reason == "stop":
             expected = expected[:-1]  # the end-of-turn token is not part of the text
         assert tokens == expected, (model.id, tokenizer.decode(tokens), tokenizer.decode(expected))
+
+
+def test_a_repeated_prompt_prefix_is_served_from_the_cache(engine, tiny_model, adapters):
+    from selftune.serve.kv_pool import PAGE, KVPool
+
+    for model in (ServedModel("tiny", str(tiny_model)), ServedModel("a1", str(tiny_model), adapters[0])):
+        tokenizer = engine.tokenizer(model)
+        system = {"role": "system", "content": "You answer banking questions briefly and politely. " * 4}
+        prompts = [render_prompt(tokenizer, [system, {"role": "user", "content": q}]) for q in ("Card?", "Fees?")]
+        params = SamplingParams(max_tokens=6, temperature=0.0)
+        cold = [generate(engine, [GenerationRequest(model, p, params)])[0][0] for p in prompts]
+        pool = engine.base.pool
+        adapter = next((n for n, f in engine.base.adapters.items() if f == str(model.adapter)), "__base__")
+        shared = KVPool.prefix_hashes(adapter, prompts[1], [])
+        held = pool.match(shared)
+        cached = len(held)
+        pool.release(held)  # (release empties the list it is given)
+        assert cached >= 40 // PAGE, model.id  # the system prompt's pages were kept and are found again
+        warm = [generate(engine, [GenerationRequest(model, p, params)])[0][0] for p in prompts]
+        assert warm == cold  # the same answers, computed from cached keys and values

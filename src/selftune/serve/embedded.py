@@ -44,6 +44,7 @@ class _Sequence:
     limit: int  # most tokens (prompt + answer) it may hold: the model's context
     pages: list[int] = field(default_factory=list)
     past: int = 0  # tokens whose keys and values are in the pool
+    hashes: list[bytes] = field(default_factory=list)  # prefix hashes of its full pages in the pool
 
     @property
     def generated(self) -> int:
@@ -246,8 +247,18 @@ class EmbeddedEngine(Engine):
             if sequence.request.model.adapter is not None:
                 in_use = {s.adapter for s in self._running}
                 sequence.adapter = self.base.adapter(sequence.request.model.adapter, in_use)
-            sequence.pages = self.base.pool.reserve(len(sequence.ids) + 1)
+            self._place(sequence)
             self._running.append(sequence)
+
+    def _place(self, sequence: _Sequence) -> None:
+        """Pages for a request: the cached pages of its longest known prefix, then fresh ones. At least
+        its last token is computed, for the logits of the first answer token."""
+        pool = self.base.pool
+        hashes = KVPool.prefix_hashes(sequence.adapter, sequence.ids[:len(sequence.ids) - 1], [])
+        sequence.pages = pool.match(hashes)
+        sequence.hashes = hashes[:len(sequence.pages)]
+        sequence.past = len(sequence.pages) * PAGE
+        sequence.pages += pool.reserve(len(sequence.ids) + 1 - sequence.past)
 
     def _load_base(self, source: str) -> None:
         if self.base is not None:
@@ -284,6 +295,11 @@ class EmbeddedEngine(Engine):
             ends = torch.cumsum(torch.tensor([s.length for s in segments]), 0) - 1
             rows = ends[torch.tensor(emitting, dtype=torch.bool)]
             logits = base.lm.get_output_embeddings()(hidden[rows.to(device)]).float().cpu() if len(rows) else None
+        for sequence in self._running:  # pages filled this step become reusable prefixes
+            known = len(sequence.hashes)
+            sequence.hashes = KVPool.prefix_hashes(sequence.adapter, sequence.ids[:sequence.past], sequence.hashes)
+            for i in range(known, len(sequence.hashes)):
+                base.pool.remember(sequence.pages[i], sequence.hashes[i])
         row = 0
         for sequence, emits in zip(list(self._running), emitting, strict=True):
             if not emits:
@@ -297,11 +313,11 @@ class EmbeddedEngine(Engine):
         pool = self.base.pool
         for sequence in list(self._running):
             need = pool.pages_for(len(sequence.ids)) - len(sequence.pages)
-            while need > 0 and len(pool.free_pages) < need and len(self._running) > 1:
+            while need > 0 and pool.available < need and len(self._running) > 1:
                 victim = self._running[-1]
                 self._running.remove(victim)
                 pool.release(victim.pages)
-                victim.past = 0
+                victim.past, victim.hashes = 0, []
                 with self._cond:
                     self._waiting.appendleft(victim)
                 if victim is sequence:

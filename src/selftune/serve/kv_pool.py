@@ -1,13 +1,20 @@
 """The key/value cache of every running request, in one preallocated pool of fixed-size pages.
 
-Requests join and leave the running batch between decode steps; each holds a list of pages big
-enough for its prompt and its longest answer, reserved when it is admitted (so a running request
-never waits for memory). Pages make any free memory usable by any request: no fragmentation.
-Written by hand because transformers' caches hold one batch of equal-length rows, not a changing
-set of ragged requests.
+Requests join and leave the running batch between decode steps; each holds a list of pages that
+grows with it. Pages make any free memory usable by any request: no fragmentation. Written by hand
+because transformers' caches hold one batch of equal-length rows, not a changing set of ragged requests.
+
+Prefix caching, as vLLM does it: a full page is known by a hash of every token up to its end (and the
+adapter that computed it), so a request whose prompt starts like an earlier one (the same system
+prompt, few-shot examples, the earlier turns of a chat) reuses those pages instead of computing them.
+A page nobody uses any more keeps its contents until its memory is needed (least recently used first).
 """
 
 from __future__ import annotations
+
+import hashlib
+from array import array
+from collections import OrderedDict
 
 import torch
 
@@ -23,22 +30,76 @@ class KVPool:
         self.keys = [torch.zeros(kv_heads, self.capacity, head_dim, dtype=dtype, device=device) for _ in range(layers)]
         self.values = [torch.zeros_like(k) for k in self.keys]
         self.free_pages = list(range(pages - 1, -1, -1))
+        self.refs = [0] * pages
+        self.by_hash: dict[bytes, int] = {}  # prefix hash -> page holding it
+        self.hash_of: dict[int, bytes] = {}  # page -> its prefix hash
+        self.idle: OrderedDict[int, None] = OrderedDict()  # cached pages nobody uses, least recently used first
 
     def pages_for(self, tokens: int) -> int:
         return -(-tokens // PAGE)
 
+    @property
+    def available(self) -> int:
+        return len(self.free_pages) + len(self.idle)
+
     def can_reserve(self, tokens: int) -> bool:
-        return self.pages_for(tokens) <= len(self.free_pages)
+        return self.pages_for(tokens) <= self.available
 
     def reserve(self, tokens: int) -> list[int]:
         count = self.pages_for(tokens)
-        if count > len(self.free_pages):
-            raise MemoryError(f"KV pool: {tokens} tokens don't fit in the {len(self.free_pages) * PAGE} free")
-        return [self.free_pages.pop() for _ in range(count)]
+        if count > self.available:
+            raise MemoryError(f"KV pool: {tokens} tokens don't fit in the {self.available * PAGE} free")
+        pages = []
+        for _ in range(count):
+            if self.free_pages:
+                page = self.free_pages.pop()
+            else:  # reuse the memory of the least recently used cached page
+                page, _ = self.idle.popitem(last=False)
+                del self.by_hash[self.hash_of.pop(page)]
+            self.refs[page] = 1
+            pages.append(page)
+        return pages
 
     def release(self, pages: list[int]) -> None:
-        self.free_pages.extend(reversed(pages))
+        for page in pages:
+            self.refs[page] -= 1
+            if self.refs[page] == 0:
+                if page in self.hash_of:
+                    self.idle[page] = None  # keeps its contents until the memory is needed
+                else:
+                    self.free_pages.append(page)
         pages.clear()
+
+    def match(self, hashes: list[bytes]) -> list[int]:
+        """Pages holding the longest cached run of these prefix hashes; each is now also used by the caller."""
+        pages = []
+        for h in hashes:
+            page = self.by_hash.get(h)
+            if page is None:
+                break
+            if self.refs[page] == 0:
+                del self.idle[page]
+            self.refs[page] += 1
+            pages.append(page)
+        return pages
+
+    def remember(self, page: int, prefix_hash: bytes) -> None:
+        """Record that ``page`` (full) holds the tokens whose prefix hash is ``prefix_hash``."""
+        if prefix_hash not in self.by_hash and page not in self.hash_of:
+            self.by_hash[prefix_hash] = page
+            self.hash_of[page] = prefix_hash
+
+    @staticmethod
+    def prefix_hashes(adapter: str, ids: list[int], known: list[bytes]) -> list[bytes]:
+        """``known`` extended with the hashes of the further full pages of ``ids``. Each hash covers the
+        adapter and every token up to its page's end (a cryptographic hash: a collision would serve
+        another prompt's keys)."""
+        hashes = list(known)
+        for page in range(len(hashes), len(ids) // PAGE):
+            h = hashlib.blake2b(hashes[-1] if hashes else adapter.encode(), digest_size=16)
+            h.update(array("q", ids[page * PAGE:(page + 1) * PAGE]).tobytes())
+            hashes.append(h.digest())
+        return hashes
 
     @staticmethod
     def slots(pages: list[int], start: int, stop: int) -> torch.Tensor:
