@@ -73,8 +73,8 @@ def train_adapters(client: openai.OpenAI, count: int, workdir: Path) -> list[str
                 for i in range(24)]
         path = write_jsonl(workdir / f"train{k}.jsonl", rows)
         file = client.files.wait_for_processing(client.files.create(file=open(path, "rb"), purpose="fine-tune").id)
-        job = client.fine_tuning.jobs.create(model=MODEL, training_file=file.id, suffix=f"team{k}",
-                                             hyperparameters={"n_epochs": 1})
+        job = client.fine_tuning.jobs.create(model=MODEL, training_file=file.id, suffix=f"team{k}", seed=k,
+                                             hyperparameters={"n_epochs": 1})  # seeded: the same answers each run
         while (job := client.fine_tuning.jobs.retrieve(job.id)).status not in ("succeeded", "failed", "cancelled"):
             time.sleep(1)
         assert job.status == "succeeded", job.error
