@@ -127,6 +127,17 @@ def run_load(client: openai.OpenAI, models: list[str], concurrency: int, per_cli
             "aggregate_tok_s": sum(r["tokens"] for r in records) / wall}
 
 
+def sweep(client: openai.OpenAI, server: str, adapters: list[str], args, stream: bool) -> list[dict]:
+    """Every concurrency, with requests on one adapter and then spread over all of them."""
+    rows = []
+    for spread in (1, len(adapters)):
+        for concurrency in args.concurrency:
+            row = run_load(client, adapters[:spread], concurrency, args.requests_per_client, args.max_tokens, stream)
+            rows.append({"server": server, "adapters": spread, "concurrency": concurrency, **row})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def baseline_server(port: int, adapters: dict[str, str], base_folder: Path) -> threading.Thread:
     """The naive server: FastAPI + one generate() per request behind a lock (no batching, no streaming)."""
     import torch
@@ -197,15 +208,8 @@ def main() -> None:
             client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="bench", max_retries=0,
                                    timeout=600)
             adapters = train_adapters(client, 4, Path(tmp))
-            run_load(client, adapters[:1], 1, 1, 8, True)  # warm-up: loads the engine and an adapter
-            run_load(client, adapters, 4, 1, 8, True)
-            for spread in (1, 4):
-                for concurrency in args.concurrency:
-                    row = run_load(client, adapters[:spread], concurrency, args.requests_per_client,
-                                   args.max_tokens, True)
-                    results["runs"].append({"server": "selftune", "adapters": spread, "concurrency": concurrency,
-                                            **row})
-                    print(json.dumps(results["runs"][-1]), flush=True)
+            run_load(client, adapters, 4, 1, 8, True)  # warm-up: loads the engine and the adapters
+            results["runs"] += sweep(client, "selftune", adapters, args, stream=True)
             folders = {m: str(next(home.glob(f"jobs/ftjob-{m.rsplit(':', 1)[1]}/out"))) for m in adapters}
         finally:
             server.terminate()
@@ -216,13 +220,7 @@ def main() -> None:
             client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="bench", max_retries=0,
                                    timeout=600)
             run_load(client, adapters[:1], 1, 1, 8, False)
-            for spread in (1, 4):
-                for concurrency in args.concurrency:
-                    row = run_load(client, adapters[:spread], concurrency, args.requests_per_client,
-                                   args.max_tokens, False)
-                    results["runs"].append({"server": "naive", "adapters": spread, "concurrency": concurrency,
-                                            **row})
-                    print(json.dumps(results["runs"][-1]), flush=True)
+            results["runs"] += sweep(client, "naive", adapters, args, stream=False)
     print(json.dumps(results, indent=1))
 
 

@@ -11,14 +11,13 @@ loop (no PEFT mixed-adapter batches), and its padded caches would attend over pa
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from transformers import AttentionInterface
 
 from selftune.serve.kv_pool import KVPool
-from selftune.train.attention import attend
+from selftune.train.attention import attend, attention_implementation
 
 IMPLEMENTATION = "selftune_serving"
 
@@ -95,11 +94,5 @@ def _gather_keys(pool: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
 AttentionInterface.register(IMPLEMENTATION, serving_attention)
 
 
-@contextmanager
 def serving_attention_enabled(config):
-    previous = config._attn_implementation
-    config._attn_implementation = IMPLEMENTATION
-    try:
-        yield
-    finally:
-        config._attn_implementation = previous
+    return attention_implementation(config, IMPLEMENTATION)

@@ -62,12 +62,16 @@ def attend(q, k, v, mask, scale: float, dropout: float):
 AttentionInterface.register(IMPLEMENTATION, packed_attention)
 
 
-@contextmanager
 def packed_attention_enabled(model):
     """Switch ``model`` (a transformers model, PEFT-wrapped or not) to packed attention for a while."""
-    config = _config(model)
+    return attention_implementation(_config(model), IMPLEMENTATION)
+
+
+@contextmanager
+def attention_implementation(config, name: str):
+    """Use the registered attention function ``name`` while inside; the model's own one after."""
     previous = config._attn_implementation
-    config._attn_implementation = IMPLEMENTATION
+    config._attn_implementation = name
     try:
         yield
     finally:
