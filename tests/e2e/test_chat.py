@@ -91,8 +91,8 @@ def test_unknown_model_is_404(client):
 def test_a_fine_tuned_model_answers_as_soon_as_its_job_succeeds(client, tmp_path):
     rows = chat_rows(20)
     training = upload(client, tmp_path / "train.jsonl", rows)
-    job = client.fine_tuning.jobs.create(model="tiny", training_file=training.id, suffix="intents",
-                                         hyperparameters={"n_epochs": 12, "learning_rate_multiplier": 10})
+    job = client.fine_tuning.jobs.create(model="tiny", training_file=training.id, suffix="intents", seed=0,
+                                         hyperparameters={"n_epochs": 20, "learning_rate_multiplier": 10})
     job = wait_for(client, job.id)
     assert job.status == "succeeded", job.error
     question = rows[3]["messages"][:2]
