@@ -61,3 +61,31 @@ def test_expired_uploads_are_deleted(tmp_path):
     with db.transaction() as session:
         assert sorted(session.scalars(select(FileRow.id))) == ["file-kept", "file-new"]
     assert not blobs.path("file-old").exists() and blobs.path("file-new").exists()
+
+
+def test_files_still_being_checked_hold_a_job_then_decide_it(tmp_path):
+    db, _, (worker, _) = setup(tmp_path)
+    with db.transaction() as session:
+        for file_id, status, fmt in (("file-1", "uploaded", None), ("file-2", "processed", "dpo")):
+            session.add(FileRow(id=file_id, org="local", filename="t.jsonl", purpose="fine-tune", bytes=3, sha256="",
+                                status=status, format=fmt))
+        session.add(JobRow(id="ftjob-a", org="local", model="tiny", training_file="file-1", method="supervised",
+                           hyperparameters={}, seed=0, status="validating_files", result_files=[]))
+        session.add(JobRow(id="ftjob-b", org="local", model="tiny", training_file="file-2", method="supervised",
+                           hyperparameters={}, seed=0, status="validating_files", result_files=[]))
+
+    def status(job_id):
+        with db.transaction() as session:
+            job = session.scalar(select(JobRow).where(JobRow.id == job_id))
+            return job.status, job.error
+
+    worker._promote_validated()
+    assert status("ftjob-a") == ("validating_files", None)  # its file is still being checked
+    assert status("ftjob-b")[0] == "failed"  # a preference file for a supervised job
+    assert status("ftjob-b")[1]["param"] == "training_file"
+    with db.transaction() as session:
+        row = session.scalar(select(FileRow).where(FileRow.id == "file-1"))
+        row.status, row.status_details = "error", "Invalid file format.\nLine 3: messages: missing"
+    worker._promote_validated()
+    state, error = status("ftjob-a")
+    assert state == "failed" and error["code"] == "invalid_file" and "Line 3" in error["message"]

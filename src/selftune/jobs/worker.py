@@ -106,10 +106,10 @@ class Worker:
                 rows = {f: session.scalar(select(FileRow).where(FileRow.id == f)) for _, f in files}
                 if any(r is not None and r.status == "uploaded" for r in rows.values()):
                     continue  # still being checked
-                problem = next(((param, _file_problem(rows[f], f, job.method)) for param, f in files
-                                if _file_problem(rows[f], f, job.method)), None)
+                problems = [(param, _file_problem(rows[f], f, job.method)) for param, f in files]
+                param, problem = next(((p, why) for p, why in problems if why), (None, None))
                 if problem:
-                    self._fail(session, job, "invalid_file", problem[1], problem[0])
+                    self._fail(session, job, "invalid_file", problem, param)
                     continue
                 job.status = "queued"
                 add_event(session, job, "Files validated, moving job to queued state")
