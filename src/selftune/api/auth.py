@@ -7,8 +7,9 @@ single organisation ``local``, and ``selftune serve`` refuses non-loopback addre
 from __future__ import annotations
 
 import hmac
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from selftune.api.errors import APIError
 
@@ -29,3 +30,6 @@ def organisation(request: Request) -> str:
         if hmac.compare_digest(key.encode(), token.strip().encode()):  # constant time: no key leaks by timing
             return org
     raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+
+Org = Annotated[str, Depends(organisation)]  # a route parameter typed Org is the caller's organisation

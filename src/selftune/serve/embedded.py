@@ -254,7 +254,7 @@ class EmbeddedEngine(Engine):
         """Pages for a request: the cached pages of its longest known prefix, then fresh ones. At least
         its last token is computed, for the logits of the first answer token."""
         pool = self.base.pool
-        hashes = KVPool.prefix_hashes(sequence.adapter, sequence.ids[:len(sequence.ids) - 1], [])
+        hashes = KVPool.prefix_hashes(sequence.adapter, sequence.ids, [], len(sequence.ids) - 1)
         sequence.pages = pool.match(hashes)
         sequence.hashes = hashes[:len(sequence.pages)]
         sequence.past = len(sequence.pages) * PAGE
@@ -297,7 +297,7 @@ class EmbeddedEngine(Engine):
             logits = base.lm.get_output_embeddings()(hidden[rows.to(device)]).float().cpu() if len(rows) else None
         for sequence in self._running:  # pages filled this step become reusable prefixes
             known = len(sequence.hashes)
-            sequence.hashes = KVPool.prefix_hashes(sequence.adapter, sequence.ids[:sequence.past], sequence.hashes)
+            sequence.hashes = KVPool.prefix_hashes(sequence.adapter, sequence.ids, sequence.hashes, sequence.past)
             for i in range(known, len(sequence.hashes)):
                 base.pool.remember(sequence.pages[i], sequence.hashes[i])
         row = 0

@@ -90,12 +90,12 @@ class KVPool:
             self.hash_of[page] = prefix_hash
 
     @staticmethod
-    def prefix_hashes(adapter: str, ids: list[int], known: list[bytes]) -> list[bytes]:
-        """``known`` extended with the hashes of the further full pages of ``ids``. Each hash covers the
-        adapter and every token up to its page's end (a cryptographic hash: a collision would serve
+    def prefix_hashes(adapter: str, ids: list[int], known: list[bytes], length: int | None = None) -> list[bytes]:
+        """``known`` extended with the hashes of the further full pages of ``ids[:length]``. Each hash covers
+        the adapter and every token up to its page's end (a cryptographic hash: a collision would serve
         another prompt's keys)."""
         hashes = list(known)
-        for page in range(len(hashes), len(ids) // PAGE):
+        for page in range(len(hashes), (len(ids) if length is None else length) // PAGE):
             h = hashlib.blake2b(hashes[-1] if hashes else adapter.encode(), digest_size=16)
             h.update(array("q", ids[page * PAGE:(page + 1) * PAGE]).tobytes())
             hashes.append(h.digest())

@@ -7,12 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from selftune.api.auth import organisation
+from selftune.api.auth import Org
 from selftune.api.chat.protocol import ChatCompletion, ChatCompletionRequest
 from selftune.api.chat.service import ChatService
 
 router = APIRouter(prefix="/v1/chat", tags=["chat"])
-Org = Annotated[str, Depends(organisation)]
 
 
 def chat(request: Request) -> ChatService:

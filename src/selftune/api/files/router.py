@@ -9,14 +9,13 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from selftune.api.auth import organisation
+from selftune.api.auth import Org
 from selftune.api.errors import APIError, bad_request
 from selftune.api.files.protocol import FileDeleted, FileObject
 from selftune.api.files.service import FileService
 from selftune.api.pagination import list_body
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
-Org = Annotated[str, Depends(organisation)]
 MULTIPART_OVERHEAD = 64 * 1024
 
 

@@ -7,13 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from selftune.api.auth import organisation
+from selftune.api.auth import Org
 from selftune.api.fine_tuning.protocol import FineTuningJob, JobCreateRequest
 from selftune.api.fine_tuning.service import JobService
 from selftune.api.pagination import MAX_LIMIT, list_body
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
-Org = Annotated[str, Depends(organisation)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 _METADATA_KEY = re.compile(r"^metadata\[(.+)\]$")
 

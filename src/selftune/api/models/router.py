@@ -6,12 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from selftune.api.auth import organisation
+from selftune.api.auth import Org
 from selftune.api.models.protocol import Model, ModelDeleted
 from selftune.api.models.service import ModelService
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
-Org = Annotated[str, Depends(organisation)]
 
 
 def models(request: Request) -> ModelService:
