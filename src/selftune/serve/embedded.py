@@ -15,6 +15,7 @@ import logging
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -109,7 +110,7 @@ class _LoadedBase:
         unique = set(names)
         with serving_attention_enabled(self.config):
             if not isinstance(self.model, PeftModel) or unique == {BASE}:
-                context = self.model.disable_adapter() if isinstance(self.model, PeftModel) else _nothing()
+                context = self.model.disable_adapter() if isinstance(self.model, PeftModel) else nullcontext()
                 with context:
                     return decoder(**kwargs).last_hidden_state[:, 0]
             if len(unique) == 1:
@@ -119,18 +120,6 @@ class _LoadedBase:
                 return decoder(**kwargs).last_hidden_state[:, 0]
             with self.model.base_model._enable_peft_forward_hooks(adapter_names=names):
                 return decoder(**kwargs).last_hidden_state[:, 0]
-
-
-class _Nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _nothing():
-    return _Nothing()
 
 
 def _stop_tokens(tokenizer) -> set[int]:

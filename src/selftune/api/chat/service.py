@@ -109,7 +109,7 @@ class ChatService:
                               param="response_format", code="unsupported_parameter")
         if request.top_logprobs and not request.logprobs:
             raise bad_request("top_logprobs needs logprobs=true.", param="top_logprobs")
-        stops = [request.stop] if isinstance(request.stop, str) else (request.stop or [])
+        stops = _stop_sequences(request)
         if len(stops) > MAX_STOP_SEQUENCES:
             raise bad_request(f"stop may hold at most {MAX_STOP_SEQUENCES} sequences.", param="stop")
         if request.stream_options is not None and not request.stream:
@@ -136,7 +136,7 @@ class ChatService:
                               f"{len(prompt) + (requested or 1)} tokens ({len(prompt)} in the messages, "
                               f"{requested or 1} in the completion). Please reduce the length of the messages or "
                               "completion.", param="messages", code="context_length_exceeded")
-        stops = [request.stop] if isinstance(request.stop, str) else (request.stop or [])
+        stops = _stop_sequences(request)
         params = SamplingParams(
             max_tokens=requested or context - len(prompt),
             temperature=1.0 if request.temperature is None else request.temperature,
@@ -231,6 +231,11 @@ class ChatService:
             yield chunk([], Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens,
                                   total_tokens=len(prompt) + completion_tokens))
         yield "data: [DONE]\n\n"
+
+
+def _stop_sequences(request: ChatCompletionRequest) -> list[str]:
+    """``stop`` as a list: the API takes one string or several."""
+    return [request.stop] if isinstance(request.stop, str) else (request.stop or [])
 
 
 def _token_logprob(tokenizer, choice) -> TokenLogprob:
