@@ -64,8 +64,15 @@ def test_logprobs(client):
 
 
 @pytest.mark.parametrize("kwargs, param", [
-    (dict(tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}]), "tools"),
-    (dict(response_format={"type": "json_object"}), "response_format"),
+    (dict(tool_choice="auto"), "tool_choice"),
+    (dict(tools=[{"type": "function", "function": {"name": "f"}}], tool_choice={"type": "function",
+                                                                                "function": {"name": "g"}}),
+     "tool_choice"),
+    (dict(response_format={"type": "json_object"}), "messages"),  # the hosted rule: the prompt must say "json"
+    (dict(response_format={"type": "json_schema", "json_schema": {"schema": {}}}), "response_format.json_schema.name"),
+    (dict(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "objectx"}}}),
+     "response_format"),
+    (dict(response_format={"type": "yaml"}), "response_format.type"),
     (dict(logit_bias={"1": 5}), "logit_bias"),
     (dict(extra_body={"frobnicate": 1}), "frobnicate"),
     (dict(top_logprobs=2), "top_logprobs"),

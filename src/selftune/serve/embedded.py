@@ -22,6 +22,7 @@ import torch
 
 from selftune.models.resolve import resolve_model
 from selftune.serve.attention import Segment, StepPlan, serving_attention_enabled
+from selftune.serve.constraints import Constraint
 from selftune.serve.detokenize import TextStream
 from selftune.serve.engine import Engine, Event, Finished, GenerationRequest, Handle, ServedModel, Token
 from selftune.serve.kv_pool import PAGE, KVPool
@@ -155,6 +156,7 @@ class EmbeddedEngine(Engine):
         self._closed = False
         self._tokenizers: dict[str, object] = {}
         self._contexts: dict[str, int] = {}
+        self._stops: dict[str, set[int]] = {}
         self._thread = threading.Thread(target=self._loop, name="selftune-engine", daemon=True)
         self._thread.start()
 
@@ -167,6 +169,12 @@ class EmbeddedEngine(Engine):
             self._tokenizers[folder] = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         return self._tokenizers[folder]
 
+    def stop_tokens(self, model: ServedModel) -> set[int]:
+        folder = str(model.tokenizer or resolve_model(model.base))
+        if folder not in self._stops:
+            self._stops[folder] = _stop_tokens(self.tokenizer(model))
+        return self._stops[folder]
+
     def context_length(self, model: ServedModel) -> int:
         if model.base not in self._contexts:
             from selftune.models.tokenizer import context_length
@@ -177,10 +185,12 @@ class EmbeddedEngine(Engine):
     def submit(self, request: GenerationRequest, emit: Callable[[Event], None]) -> Handle:
         handle = Handle()
         tokenizer = self.tokenizer(request.model)
+        stop_tokens = self.stop_tokens(request.model)
+        constraint = Constraint(request.params.grammar, tokenizer, stop_tokens) if request.params.grammar else None
         sequence = _Sequence(request=request, emit=emit, handle=handle, adapter=BASE,
-                             sampler=Sampler(request.params, len(tokenizer)),
+                             sampler=Sampler(request.params, len(tokenizer), constraint),
                              text=TextStream(tokenizer, request.params.stop), ids=list(request.prompt_ids),
-                             prompt_len=len(request.prompt_ids), stop_tokens=_stop_tokens(tokenizer),
+                             prompt_len=len(request.prompt_ids), stop_tokens=stop_tokens,
                              limit=self.context_length(request.model))
         with self._cond:
             self._waiting.append(sequence)
@@ -315,7 +325,12 @@ class EmbeddedEngine(Engine):
                 sequence.pages.extend(pool.reserve(need * PAGE))
 
     def _advance(self, sequence: _Sequence, logits: torch.Tensor) -> None:
-        choice = sequence.sampler.choose(logits)
+        try:
+            choice = sequence.sampler.choose(logits)
+        except RuntimeError as exc:  # e.g. a grammar that allows no token: this request fails, not the batch
+            self._finish(sequence, "error", error=str(exc))
+            self._running.remove(sequence)
+            return
         sequence.ids.append(choice.token)
         params = sequence.request.params
         end_of_text = choice.token in sequence.stop_tokens

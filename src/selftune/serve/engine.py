@@ -23,6 +23,7 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     logprobs: bool = False
     top_logprobs: int = 0
+    grammar: str | None = None  # llguidance grammar the answer must follow (response_format, forced tool calls)
 
 
 @dataclass
@@ -81,6 +82,10 @@ class Engine(ABC):
     @abstractmethod
     def tokenizer(self, model: ServedModel):
         """The tokenizer (with chat template) to render this model's prompts with."""
+
+    @abstractmethod
+    def stop_tokens(self, model: ServedModel) -> set[int]:
+        """Token ids that end the answer (end of turn, end of text)."""
 
     @abstractmethod
     def context_length(self, model: ServedModel) -> int:

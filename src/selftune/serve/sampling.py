@@ -2,21 +2,24 @@
 
 Penalties follow OpenAI's documented formula (``logit -= count * frequency_penalty + (count > 0) *
 presence_penalty``); temperature 0 is greedy; ``seed`` gives each sequence its own generator, so the
-same request with the same seed gives the same answer whatever else is in the batch.
+same request with the same seed gives the same answer whatever else is in the batch. A grammar
+(:mod:`selftune.serve.constraints`) masks the tokens it forbids before anything else.
 """
 
 from __future__ import annotations
 
 import torch
 
+from selftune.serve.constraints import Constraint
 from selftune.serve.engine import Choice, SamplingParams
 
 
 class Sampler:
     """The sampling state of one sequence: its generator and how often it has produced each token."""
 
-    def __init__(self, params: SamplingParams, vocab_size: int):
+    def __init__(self, params: SamplingParams, vocab_size: int, constraint: Constraint | None = None):
         self.params = params
+        self.constraint = constraint
         self.generator = torch.Generator()
         self.generator.manual_seed(params.seed if params.seed is not None else int(torch.randint(2**62, (1,))))
         self.counts = torch.zeros(vocab_size) if params.presence_penalty or params.frequency_penalty else None
@@ -24,6 +27,8 @@ class Sampler:
     def choose(self, logits: torch.Tensor) -> Choice:
         """logits [V] (float32) -> the next token."""
         p = self.params
+        if self.constraint is not None:
+            logits = self.constraint.mask(logits)
         if self.counts is not None:
             logits = logits - self.counts * p.frequency_penalty - (self.counts > 0).float() * p.presence_penalty
         if p.temperature <= 0:
@@ -36,6 +41,8 @@ class Sampler:
             token = int(torch.multinomial(probs, 1, generator=self.generator))
         if self.counts is not None:
             self.counts[token] += 1
+        if self.constraint is not None:
+            self.constraint.advance(token)
         if not p.logprobs:
             return Choice(token)
         logprobs = torch.log_softmax(logits, dim=-1)

@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from selftune.api.chat import structured, tools
 from selftune.api.chat.protocol import (
     AssistantMessage,
     ChatCompletion,
@@ -28,6 +29,7 @@ from selftune.api.chat.protocol import (
     ChunkChoice,
     Delta,
     TokenLogprob,
+    ToolCallDelta,
     TopLogprob,
     Usage,
 )
@@ -39,7 +41,7 @@ from selftune.store.db import Database
 from selftune.store.tables import CheckpointRow, JobRow, ModelRow, new_id
 
 # parameters of the hosted API that selftune does not implement yet: refused by name, never ignored
-NOT_YET = ("tools", "tool_choice", "parallel_tool_calls", "functions", "function_call", "logit_bias", "audio",
+NOT_YET = ("functions", "function_call", "logit_bias", "audio",
            "modalities", "prediction", "reasoning_effort", "service_tier", "web_search_options", "verbosity",
            "prompt_cache_key", "safety_identifier")
 MAX_STOP_SEQUENCES = 4
@@ -103,10 +105,7 @@ class ChatService:
                               code="unknown_parameter")
         if request.store:
             raise bad_request("store is not supported yet by selftune.", param="store", code="unsupported_parameter")
-        kind = (request.response_format or {}).get("type", "text")
-        if kind != "text":
-            raise bad_request(f"response_format {kind!r} is not supported yet by selftune.",
-                              param="response_format", code="unsupported_parameter")
+        structured.answer_schema(request)
         if request.top_logprobs and not request.logprobs:
             raise bad_request("top_logprobs needs logprobs=true.", param="top_logprobs")
         stops = _stop_sequences(request)
@@ -127,8 +126,18 @@ class ChatService:
         self.check(request)
         model = self.served_model(org, request.model)
         engine = self.engine()
+        tokenizer = engine.tokenizer(model)
+        tools.check(request, tokenizer.chat_template or "")
         messages = [m.model_dump(exclude_none=True) for m in request.messages]
-        prompt = render_prompt(engine.tokenizer(model), messages)
+        prompt = render_prompt(tokenizer, messages, tools.for_template(request))
+        grammar = structured.grammar(request)
+        if grammar is not None:
+            from selftune.serve.constraints import grammar_problem
+
+            problem = grammar_problem(grammar, tokenizer, engine.stop_tokens(model))
+            if problem:
+                param = "response_format" if request.response_format else "tools"
+                raise bad_request(f"This {param} can't be enforced: {problem}", param=param)
         context = engine.context_length(model)
         requested = request.max_completion_tokens or request.max_tokens
         if len(prompt) + (requested or 1) > context:
@@ -142,7 +151,7 @@ class ChatService:
             temperature=1.0 if request.temperature is None else request.temperature,
             top_p=1.0 if request.top_p is None else request.top_p, stop=stops, seed=request.seed,
             presence_penalty=request.presence_penalty or 0.0, frequency_penalty=request.frequency_penalty or 0.0,
-            logprobs=bool(request.logprobs), top_logprobs=request.top_logprobs or 0)
+            logprobs=bool(request.logprobs), top_logprobs=request.top_logprobs or 0, grammar=grammar)
         return model, prompt, params
 
     # ---- generation ----------------------------------------------------------------------------
@@ -186,9 +195,12 @@ class ChatService:
                     logprobs[i].append(_token_logprob(tokenizer, event.choice))
             else:
                 finals[i] = event
-        choices = [Choice(index=i, message=AssistantMessage(content=texts[i]), finish_reason=finals[i].reason,
-                          logprobs=ChoiceLogprobs(content=logprobs[i]) if params.logprobs else None)
-                   for i in range(n)]
+        choices = []
+        for i in range(n):
+            content, calls, reason = _answer(request, texts[i], finals[i].reason)
+            choices.append(Choice(index=i, message=AssistantMessage(content=content, tool_calls=calls or None),
+                                  finish_reason=reason,
+                                  logprobs=ChoiceLogprobs(content=logprobs[i]) if params.logprobs else None))
         completion_tokens = sum(f.completion_tokens for f in finals)
         return ChatCompletion(id=new_id("chatcmpl-"), created=int(time.time()), model=request.model, choices=choices,
                               usage=Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens,
@@ -214,16 +226,24 @@ class ChatService:
         for i in range(n):
             yield chunk([ChunkChoice(index=i, delta=Delta(role="assistant", content=""))])
         completion_tokens = 0
+        held = [""] * n  # with tools, the answer is sent once it is whole: only then is a call known to be one
         try:
             async for i, event in self._events(model, prompt, params, n):
                 if isinstance(event, Token):
-                    if event.text or (params.logprobs and event.choice is not None):
-                        logprobs = (ChoiceLogprobs(content=[_token_logprob(tokenizer, event.choice)])
-                                    if params.logprobs and event.choice is not None else None)
+                    logprobs = (ChoiceLogprobs(content=[_token_logprob(tokenizer, event.choice)])
+                                if params.logprobs and event.choice is not None else None)
+                    if _reads_tool_calls(request):
+                        held[i] += event.text
+                    elif event.text or logprobs:
                         yield chunk([ChunkChoice(index=i, delta=Delta(content=event.text), logprobs=logprobs)])
-                else:
-                    completion_tokens += event.completion_tokens
-                    yield chunk([ChunkChoice(index=i, delta=Delta(), finish_reason=event.reason)])
+                    continue
+                completion_tokens += event.completion_tokens
+                reason = event.reason
+                if _reads_tool_calls(request):
+                    content, calls, reason = _answer(request, held[i], event.reason)
+                    deltas = [ToolCallDelta(index=k, **call.model_dump()) for k, call in enumerate(calls)]
+                    yield chunk([ChunkChoice(index=i, delta=Delta(content=content, tool_calls=deltas or None))])
+                yield chunk([ChunkChoice(index=i, delta=Delta(), finish_reason=reason)])
         except APIError as exc:
             yield f"data: {json.dumps(exc.body())}\n\n"
             return
@@ -231,6 +251,18 @@ class ChatService:
             yield chunk([], Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens,
                                   total_tokens=len(prompt) + completion_tokens))
         yield "data: [DONE]\n\n"
+
+
+def _reads_tool_calls(request: ChatCompletionRequest) -> bool:
+    return bool(request.tools) and request.tool_choice != "none"
+
+
+def _answer(request: ChatCompletionRequest, text: str, reason: str) -> tuple[str | None, list, str]:
+    """(content, tool calls, finish reason) of a whole answer."""
+    if not _reads_tool_calls(request):
+        return text, [], reason
+    content, calls = tools.parse(text, {t.function.name for t in request.tools})
+    return content, calls, "tool_calls" if calls and reason == "stop" else reason
 
 
 def _stop_sequences(request: ChatCompletionRequest) -> list[str]:
