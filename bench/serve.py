@@ -132,7 +132,9 @@ def sweep(client: openai.OpenAI, server: str, adapters: list[str], args, stream:
     rows = []
     for spread in (1, len(adapters)):
         for concurrency in args.concurrency:
-            row = run_load(client, adapters[:spread], concurrency, args.requests_per_client, args.max_tokens, stream)
+            # one client alone sends 8 requests, so its TTFT median is not that of 2 samples
+            per_client = args.requests_per_client if concurrency > 1 else max(8, args.requests_per_client)
+            row = run_load(client, adapters[:spread], concurrency, per_client, args.max_tokens, stream)
             rows.append({"server": server, "adapters": spread, "concurrency": concurrency, **row})
             print(json.dumps(rows[-1]), flush=True)
     return rows

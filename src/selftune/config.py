@@ -36,6 +36,9 @@ class Settings(BaseSettings):
                                 "taken over by another worker (after a crash), resuming from its checkpoint.")
     metrics_every: int = Field(10, ge=1, description="Relay a training-step metrics event every N steps.")
 
+    serve_engine: str = Field("auto", pattern="^(auto|embedded|vllm)$",
+                              description="Serving engine; auto: vLLM where it is installed and a CUDA GPU is "
+                                          "present, else the embedded transformers + PEFT engine.")
     serve_dtype: str = Field("auto", pattern="^(auto|bf16|fp32)$",
                              description="Serving precision; auto: bf16 where the hardware has it.")
     serve_kv_tokens: int = Field(32768, ge=256, description="Tokens the serving KV cache holds, all requests together.")

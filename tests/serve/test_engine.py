@@ -175,3 +175,30 @@ def test_a_repeated_prompt_prefix_is_served_from_the_cache(engine, tiny_model, a
         assert cached >= 40 // PAGE, model.id  # the system prompt's pages were kept and are found again
         warm = [generate(engine, [GenerationRequest(model, p, params)])[0][0] for p in prompts]
         assert warm == cold  # the same answers, computed from cached keys and values
+
+
+def test_the_stacked_mixed_lora_equals_peft_mixed_batches(tiny_model, adapters):
+    """The hand-written mixed-adapter forward against PEFT's own (adapter_names=), token by token."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from selftune.serve.embedded import BASE
+    from selftune.serve.mixed_lora import MixedLoRA
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    model = PeftModel.from_pretrained(model, str(adapters[0]), adapter_name="one").eval()
+    model.load_adapter(str(adapters[1]), adapter_name="two")
+    mixer = MixedLoRA()
+    mixer.attach(model)
+    assert mixer.supports({"one", "two"}) and len(mixer.layers) > 0
+    ids = torch.randint(0, 1000, (6, 5))
+    names = ["one", BASE, "two", "one", "two", BASE]
+    with torch.inference_mode():
+        expected = model(input_ids=ids, adapter_names=names).logits
+        with mixer.applied([name for name in names for _ in range(5)]):
+            # the mixer reads tokens in row order: one owner per token of the [6, 5] batch
+            got = model(input_ids=ids).logits
+        plain = model(input_ids=ids).logits  # after: PEFT's own adapters are back on
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(got[0], got[1])  # the adapters did change the answers
+    torch.testing.assert_close(plain[0], expected[0], rtol=1e-4, atol=1e-4)

@@ -28,8 +28,18 @@ from selftune.store.db import Database
 log = logging.getLogger(__name__)
 
 
-def _embedded_engine(settings: Settings):
-    from selftune.serve.embedded import EmbeddedEngine  # loads torch: only when the first request needs it
+def _serving_engine(settings: Settings):
+    """The engine SELFTUNE_SERVE_ENGINE names (loads torch: only when the first request needs it)."""
+    from selftune.serve.vllm_engine import vllm_usable
+
+    kind = settings.serve_engine
+    if kind == "vllm" or (kind == "auto" and vllm_usable()):
+        from selftune.serve.vllm_engine import VLLMEngine
+
+        log.info("serving with vLLM")
+        return VLLMEngine(dtype=settings.serve_dtype, kv_tokens=settings.serve_kv_tokens,
+                          max_adapters=settings.serve_max_adapters)
+    from selftune.serve.embedded import EmbeddedEngine
 
     return EmbeddedEngine(dtype=settings.serve_dtype, kv_tokens=settings.serve_kv_tokens,
                           max_adapters=settings.serve_max_adapters)
@@ -47,7 +57,7 @@ def create_app(settings: Settings | None = None, embedded_worker: bool = True) -
         app.state.files = FileService(db=db, blobs=blobs, max_upload_bytes=settings.max_upload_bytes)
         app.state.jobs = JobService(db=db)
         app.state.models = ModelService(db=db)
-        app.state.chat = ChatService(db=db, engine_factory=lambda: _embedded_engine(settings))
+        app.state.chat = ChatService(db=db, engine_factory=lambda: _serving_engine(settings))
         app.state.files.validate_pending()
         worker = thread = None
         if embedded_worker:

@@ -22,11 +22,10 @@ _tokenizers_lock = threading.Lock()
 
 
 def json_grammar(alternatives: list[tuple[str, dict, str]]) -> str:
-    """The llguidance grammar of an answer that is one of the alternatives: each an opening text, JSON
-    that matches a schema, a closing text (a plain JSON answer has empty texts; a tool call in the
-    ``<tool_call>`` convention has tags around it)."""
-    from llguidance import LLMatcher
-
+    """The grammar (in llguidance's Lark dialect, which vLLM's guidance backend also takes) of an
+    answer that is one of the alternatives: each an opening text, JSON that matches a schema, a
+    closing text (a plain JSON answer has empty texts; a tool call in the ``<tool_call>`` convention
+    has tags around it)."""
     rules, names = [], []
     for i, (opening, schema, closing) in enumerate(alternatives):
         parts = [json.dumps(opening)] if opening else []
@@ -35,7 +34,7 @@ def json_grammar(alternatives: list[tuple[str, dict, str]]) -> str:
         names.append(f"alt{i}")
         rules.append(f"alt{i}: {' '.join(parts)}")
         rules.append(f"json{i}: %json {json.dumps({**schema, 'x-guidance': JSON_OPTIONS})}")
-    return LLMatcher.grammar_from_lark("\n".join([f"start: {' | '.join(names)}", *rules]))
+    return "\n".join([f"start: {' | '.join(names)}", *rules])
 
 
 def grammar_problem(grammar: str, tokenizer, stop_tokens: set[int]) -> str | None:
@@ -43,7 +42,7 @@ def grammar_problem(grammar: str, tokenizer, stop_tokens: set[int]) -> str | Non
     bad regex, ...), or None."""
     from llguidance import LLMatcher
 
-    error = LLMatcher.validate_grammar(grammar, ll_tokenizer(tokenizer, stop_tokens))
+    error = LLMatcher.validate_grammar(LLMatcher.grammar_from_lark(grammar), ll_tokenizer(tokenizer, stop_tokens))
     return error or None
 
 
@@ -64,7 +63,7 @@ class Constraint:
     def __init__(self, grammar: str, tokenizer, stop_tokens: set[int]):
         from llguidance import LLMatcher
 
-        self.matcher = LLMatcher(ll_tokenizer(tokenizer, stop_tokens), grammar)
+        self.matcher = LLMatcher(ll_tokenizer(tokenizer, stop_tokens), LLMatcher.grammar_from_lark(grammar))
         if self.matcher.is_error():
             raise ValueError(self.matcher.get_error())
 

@@ -3,9 +3,10 @@
 A scheduler thread runs the batch step by step. Every step feeds the model, as one batch, one token
 of each request that is decoding and a chunk of the prompt of each request that has just joined
 (chunked prefill), so requests join and leave between decode steps and a long prompt never stalls
-the others for long. Tokens of different adapters run in the same forward pass (PEFT's mixed-adapter
-batches); the keys and values live in a paged pool (:mod:`selftune.serve.kv_pool`). When the pool is
-full, the newest request is set aside and recomputed later, as vLLM does.
+the others for long. Tokens of different adapters run in the same forward pass
+(:mod:`selftune.serve.mixed_lora`); the keys and values live in a paged pool
+(:mod:`selftune.serve.kv_pool`). When the pool is full, the newest request is set aside and
+recomputed later, as vLLM does.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import logging
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -24,8 +24,9 @@ from selftune.models.resolve import resolve_model
 from selftune.serve.attention import Segment, StepPlan, serving_attention_enabled
 from selftune.serve.constraints import Constraint
 from selftune.serve.detokenize import TextStream
-from selftune.serve.engine import Engine, Event, Finished, GenerationRequest, Handle, ServedModel, Token
+from selftune.serve.engine import Engine, Event, Finished, GenerationRequest, Handle, Token
 from selftune.serve.kv_pool import PAGE, KVPool
+from selftune.serve.mixed_lora import MixedLoRA
 from selftune.serve.sampling import Sampler
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class _LoadedBase:
         self.max_adapters = max_adapters
         self.pinned: set[str] = set()
         self.active: str | None = None  # the adapter PEFT currently applies when not mixing
+        self.mixer = MixedLoRA()
         head_dim = getattr(self.config, "head_dim", None) or self.config.hidden_size // self.config.num_attention_heads
         self.pool = KVPool(self.config.num_hidden_layers, self.config.num_key_value_heads, head_dim, kv_tokens,
                            dtype, self.model.device)
@@ -98,6 +100,7 @@ class _LoadedBase:
                 if param.dtype != self.dtype and param.is_floating_point():
                     param.data = param.data.to(self.dtype)
         self.adapters[name] = str(folder)
+        self.mixer.attach(self.model)
         log.info("loaded adapter %s (%d in memory)", folder, len(self.adapters))
         return name
 
@@ -108,11 +111,15 @@ class _LoadedBase:
         decoder = self.lm.get_decoder()
         kwargs = dict(input_ids=input_ids.unsqueeze(1), position_ids=positions.unsqueeze(1), step_plan=plan,
                       use_cache=False)
-        unique = set(names)
         with serving_attention_enabled(self.config):
-            if not isinstance(self.model, PeftModel) or unique == {BASE}:
-                context = self.model.disable_adapter() if isinstance(self.model, PeftModel) else nullcontext()
-                with context:
+            if not isinstance(self.model, PeftModel):
+                return decoder(**kwargs).last_hidden_state[:, 0]
+            if self.mixer.supports(set(self.adapters)):  # every loaded adapter is plain LoRA: the fast path
+                with self.mixer.applied(names):
+                    return decoder(**kwargs).last_hidden_state[:, 0]
+            unique = set(names)  # PEFT's own paths, for DoRA and other variants
+            if unique == {BASE}:
+                with self.model.disable_adapter():
                     return decoder(**kwargs).last_hidden_state[:, 0]
             if len(unique) == 1:
                 if self.active != names[0]:  # set_adapter walks every module: only when it changes
@@ -123,28 +130,17 @@ class _LoadedBase:
                 return decoder(**kwargs).last_hidden_state[:, 0]
 
 
-def _stop_tokens(tokenizer) -> set[int]:
-    """End-of-turn tokens: the tokenizer's EOS and the generation config's (chat models often have both)."""
-    stops = {tokenizer.eos_token_id}
-    try:
-        from transformers import GenerationConfig
-
-        eos = GenerationConfig.from_pretrained(tokenizer.name_or_path).eos_token_id
-        stops.update(eos if isinstance(eos, list) else [eos])
-    except OSError:
-        pass
-    return {t for t in stops if t is not None}
-
-
 class EmbeddedEngine(Engine):
+    name = "embedded"
+
     def __init__(self, *, dtype: str = "auto", kv_tokens: int = 32768, step_tokens: int = 512,
                  max_running: int = 64, max_adapters: int = 8, threads: int | None = None):
         from selftune.train.hardware import autocast_dtype, set_threads, training_device
 
+        super().__init__(kv_tokens)
         self.device = training_device()
         self.dtype = autocast_dtype(self.device, dtype) or torch.float32
-        self.kv_tokens, self.step_tokens, self.max_running, self.max_adapters = (kv_tokens, step_tokens,
-                                                                                 max_running, max_adapters)
+        self.step_tokens, self.max_running, self.max_adapters = step_tokens, max_running, max_adapters
         if threads:
             torch.set_num_threads(threads)
         else:
@@ -154,34 +150,10 @@ class EmbeddedEngine(Engine):
         self._running: list[_Sequence] = []
         self._cond = threading.Condition()
         self._closed = False
-        self._tokenizers: dict[str, object] = {}
-        self._contexts: dict[str, int] = {}
-        self._stops: dict[str, set[int]] = {}
         self._thread = threading.Thread(target=self._loop, name="selftune-engine", daemon=True)
         self._thread.start()
 
     # ---- Engine interface ------------------------------------------------------------------------
-    def tokenizer(self, model: ServedModel):
-        folder = str(model.tokenizer or resolve_model(model.base))
-        if folder not in self._tokenizers:
-            from transformers import AutoTokenizer
-
-            self._tokenizers[folder] = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-        return self._tokenizers[folder]
-
-    def stop_tokens(self, model: ServedModel) -> set[int]:
-        folder = str(model.tokenizer or resolve_model(model.base))
-        if folder not in self._stops:
-            self._stops[folder] = _stop_tokens(self.tokenizer(model))
-        return self._stops[folder]
-
-    def context_length(self, model: ServedModel) -> int:
-        if model.base not in self._contexts:
-            from selftune.models.tokenizer import context_length
-
-            self._contexts[model.base] = min(context_length(model.base), self.kv_tokens)
-        return self._contexts[model.base]
-
     def submit(self, request: GenerationRequest, emit: Callable[[Event], None]) -> Handle:
         handle = Handle()
         tokenizer = self.tokenizer(request.model)

@@ -1,7 +1,8 @@
 """What the API needs from a serving engine, and the requests and events it exchanges with one.
 
-Two implementations are planned: the embedded one (transformers + PEFT, CPU or one GPU) and one
-that hands the same base model and adapters to vLLM on GPUs.
+Two implementations: the embedded one (transformers + PEFT, CPU or one GPU,
+:mod:`selftune.serve.embedded`) and one that hands the same base model and adapters to vLLM on GPUs
+(:mod:`selftune.serve.vllm_engine`).
 """
 
 from __future__ import annotations
@@ -79,17 +80,59 @@ class Handle:
 
 
 class Engine(ABC):
-    @abstractmethod
+    """A serving engine. Prompts arrive as token ids rendered by :meth:`tokenizer` (the chat template
+    the model was trained with), so every engine sees exactly the same prompt."""
+
+    name: str  # reported as the answers' system_fingerprint
+
+    def __init__(self, kv_tokens: int):
+        self.kv_tokens = kv_tokens  # most tokens the engine's cache holds; caps the context length
+        self._tokenizers: dict[str, object] = {}
+        self._stops: dict[str, set[int]] = {}
+        self._contexts: dict[str, int] = {}
+
     def tokenizer(self, model: ServedModel):
         """The tokenizer (with chat template) to render this model's prompts with."""
+        folder = self._tokenizer_folder(model)
+        cache = self._tokenizers
+        if folder not in cache:
+            from transformers import AutoTokenizer
 
-    @abstractmethod
+            cache[folder] = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        return cache[folder]
+
     def stop_tokens(self, model: ServedModel) -> set[int]:
-        """Token ids that end the answer (end of turn, end of text)."""
+        """Token ids that end the answer: the tokenizer's EOS and the generation config's (chat models
+        often have both)."""
+        folder = self._tokenizer_folder(model)
+        cache = self._stops
+        if folder not in cache:
+            tokenizer = self.tokenizer(model)
+            stops = {tokenizer.eos_token_id}
+            try:
+                from transformers import GenerationConfig
 
-    @abstractmethod
+                eos = GenerationConfig.from_pretrained(tokenizer.name_or_path).eos_token_id
+                stops.update(eos if isinstance(eos, list) else [eos])
+            except OSError:
+                pass
+            cache[folder] = {t for t in stops if t is not None}
+        return cache[folder]
+
     def context_length(self, model: ServedModel) -> int:
         """Most tokens (prompt + answer) one sequence may hold."""
+        from selftune.models.tokenizer import context_length
+
+        cache = self._contexts
+        if model.base not in cache:
+            cache[model.base] = min(context_length(model.base), self.kv_tokens)
+        return cache[model.base]
+
+    @staticmethod
+    def _tokenizer_folder(model: ServedModel) -> str:
+        from selftune.models.resolve import resolve_model
+
+        return str(model.tokenizer or resolve_model(model.base))
 
     @abstractmethod
     def submit(self, request: GenerationRequest, emit: Callable[[Event], None]) -> Handle:

@@ -45,7 +45,6 @@ NOT_YET = ("functions", "function_call", "logit_bias", "audio",
            "modalities", "prediction", "reasoning_effort", "service_tier", "web_search_options", "verbosity",
            "prompt_cache_key", "safety_identifier")
 MAX_STOP_SEQUENCES = 4
-FINGERPRINT = "selftune-embedded"
 
 
 class ChatService:
@@ -205,7 +204,7 @@ class ChatService:
         return ChatCompletion(id=new_id("chatcmpl-"), created=int(time.time()), model=request.model, choices=choices,
                               usage=Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens,
                                           total_tokens=len(prompt) + completion_tokens),
-                              system_fingerprint=FINGERPRINT)
+                              system_fingerprint=f"selftune-{self.engine().name}")
 
     async def stream(self, org: str, request: ChatCompletionRequest) -> AsyncIterator[str]:
         """Server-sent events in the hosted format, ending with ``data: [DONE]``; 400s are raised before
@@ -220,7 +219,7 @@ class ChatService:
 
         def chunk(choices, usage=None) -> str:
             body = ChatCompletionChunk(id=chunk_id, created=created, model=request.model, choices=choices,
-                                       usage=usage, system_fingerprint=FINGERPRINT)
+                                       usage=usage, system_fingerprint=f"selftune-{self.engine().name}")
             return f"data: {body.model_dump_json(exclude_none=False)}\n\n"
 
         for i in range(n):
@@ -262,6 +261,8 @@ def _answer(request: ChatCompletionRequest, text: str, reason: str) -> tuple[str
     if not _reads_tool_calls(request):
         return text, [], reason
     content, calls = tools.parse(text, {t.function.name for t in request.tools})
+    if request.parallel_tool_calls is False:
+        calls = calls[:1]
     return content, calls, "tool_calls" if calls and reason == "stop" else reason
 
 
