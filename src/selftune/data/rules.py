@@ -5,7 +5,14 @@ Each function returns every broken rule of the example as ``(code, field, reason
 
 from __future__ import annotations
 
-from selftune.data.formats import AssistantMessage, ChatExample, FunctionTool, PreferenceExample, ToolMessage
+from selftune.data.formats import (
+    AssistantMessage,
+    ChatExample,
+    FunctionTool,
+    PreferenceExample,
+    ToolMessage,
+    text_of,
+)
 
 Finding = tuple[str, str | None, str]
 
@@ -23,13 +30,7 @@ def chat_advice(example: ChatExample) -> list[Finding]:
     return [("empty_answer", f"messages[{i}].content",
              "this trained assistant answer is empty, which teaches the model to stop without answering")
             for i, m in enumerate(example.messages)
-            if isinstance(m, AssistantMessage) and m.trained and not m.tool_calls and not _text(m.content).strip()]
-
-
-def _text(content) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    return "".join(part.text for part in content)
+            if isinstance(m, AssistantMessage) and m.trained and not m.tool_calls and not text_of(m.content).strip()]
 
 
 def preference_rules(example: PreferenceExample) -> list[Finding]:

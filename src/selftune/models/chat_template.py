@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from selftune.data.formats import text_of
 from selftune.errors import SelftuneError
 
 
@@ -118,7 +119,7 @@ def _prepare(messages: list[dict], tools: list[dict] | None, template: str) -> t
         role = message["role"]
         if role == "developer" and not knows_developer:
             role = "system"  # the hosted API treats developer messages as system messages
-        out = {"role": role, "content": _text(message.get("content"))}
+        out = {"role": role, "content": text_of(message.get("content"), separator="\n")}
         if message.get("name"):
             out["name"] = message["name"]
         if message.get("tool_calls"):
@@ -144,12 +145,3 @@ def _prepare(messages: list[dict], tools: list[dict] | None, template: str) -> t
             chat.insert(0, {"role": "system", "content": listing})
             trained.insert(0, False)
     return chat, trained
-
-
-def _text(content) -> str:
-    """String content as is; a list of text parts joined by newlines; None as empty."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "\n".join(part["text"] for part in content)
