@@ -27,6 +27,8 @@ from pathlib import Path
 
 import openai
 
+from selftune.evals.local_server import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 MODEL = "smollm2-135m-instruct"
@@ -37,14 +39,6 @@ QUESTIONS = ["My card still hasn't arrived after two weeks, what should I do?",
              "How can I top up my account using a bank transfer from another bank?",
              "Why was I charged a fee when I withdrew cash abroad last weekend?",
              "I think someone used my card without permission, can you help me?"]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(home: Path, port: int) -> subprocess.Popen:

@@ -428,6 +428,52 @@ def chat_command(
         messages.append({"role": "assistant", "content": answer})
 
 
+@app.command("eval")
+def eval_command(
+    data: Annotated[Path, typer.Option("--data", help="Held-out chat JSONL: each example's last message is the "
+                                                     "reference answer.")],
+    models: Annotated[list[str], typer.Option("--model", "-m", help="A model to evaluate (repeat the option for "
+                                                                    "several): ft:... or a base model.")],
+    few_shot: Annotated[int, typer.Option("--few-shot", min=0, help="Examples in the prompt of base models "
+                                                                  "(models not named ft:...).")] = 0,
+    few_shot_from: Annotated[Optional[Path], typer.Option(help="The training file the few-shot examples and "
+                                                               "the label set come from.")] = None,
+    graders: Annotated[Optional[list[str]], typer.Option("--grader", help="exact, normalized, classification, "
+                                                         "json, regex:PATTERN, embedding[:MODEL], judge:MODEL "
+                                                         "(default: classification when the answers are "
+                                                         "labels, else normalized).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="Any OpenAI-compatible endpoint (default: the local "
+                                                         "selftune server, started if none is running).")] = None,
+    api_key: Annotated[Optional[str], typer.Option(envvar="OPENAI_API_KEY", help="API key of the endpoint.")] = None,
+    judge_base_url: Annotated[Optional[str], typer.Option(help="Endpoint of the judge model, if elsewhere.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 4,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate a seeded random sample of this many "
+                                                             "examples.")] = None,
+    seed: int = 0,
+    max_tokens: Annotated[Optional[int], typer.Option(min=1, help="Answer length cap (default: from the longest "
+                                                                  "reference).")] = None,
+    hourly_price: Annotated[float, typer.Option(min=0, help="Dollars an hour this machine costs (for the local "
+                                                            "cost column).")] = 0.10,
+    prices: Annotated[Optional[list[str]], typer.Option("--price", help="NAME=INPUT:OUTPUT dollars per million "
+                                                        "tokens: adds what the same tokens would cost there.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where report.html, report.json and results.jsonl go.")]
+    = Path("eval-report"),
+) -> None:
+    """Stage 3: run a held-out set through models and compare quality, prompt tokens, latency and cost."""
+    from selftune.evals import EvalConfig, evaluate
+    from selftune.evals.prices import parse_price
+    from selftune.evals.report import print_summary, progress_bars
+
+    config = EvalConfig(data=data, models=models, few_shot=few_shot, few_shot_from=few_shot_from,
+                        graders=graders or [], base_url=base_url, api_key=api_key, concurrency=concurrency,
+                        limit=limit, seed=seed, max_tokens=max_tokens, out=out_dir, hourly_price=hourly_price,
+                        prices=[parse_price(p) for p in prices or []], judge_base_url=judge_base_url)
+    with progress_bars(err) as progress:
+        report = evaluate(config, progress)
+    print_summary(report, out)
+    out.print(f"report: {(out_dir / 'report.html').resolve()}", markup=False)
+
+
 def _service_settings():
     from pydantic import ValidationError
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,11 @@ from pathlib import Path
 import openai
 import pytest
 
+from selftune.evals.local_server import free_port
 from tests.conftest import write_jsonl
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -1,0 +1,54 @@
+"""Classification: the answer is a label. Accuracy, macro-F1, per-class precision and recall, and
+the confusion matrix."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from selftune.evals.graders.base import Grader
+from selftune.evals.graders.exact import normalise
+
+OTHER = "(other)"  # an answer that is none of the labels
+
+
+class Classification(Grader):
+    name = "classification"
+    description = "the answer is a label (compared normalised); adds macro-F1, per-class figures, confusion"
+
+    def predicted(self, answer: str) -> str:
+        """The label an answer names, or OTHER."""
+        by_form = {normalise(label): label for label in self._labels}
+        return by_form.get(normalise(answer), OTHER)
+
+    @property
+    def _labels(self) -> list[str]:
+        return self.context.labels or []
+
+    def score_all(self, answers: list[str], references: list[str]) -> list[float]:
+        return [float(normalise(a) == normalise(r)) for a, r in zip(answers, references, strict=True)]
+
+    def summary(self, answers: list[str], references: list[str], scores: list[float]) -> dict:
+        labels = sorted(set(self._labels) | set(references))
+        self.context.labels = labels
+        predicted = [self.predicted(a) for a in answers]
+        pairs = Counter(zip(references, predicted, strict=True))
+        per_class, f1s = {}, []
+        for label in labels:
+            tp = pairs[(label, label)]
+            predicted_as = sum(n for (_, p), n in pairs.items() if p == label)
+            support = sum(n for (r, _), n in pairs.items() if r == label)
+            precision = tp / predicted_as if predicted_as else 0.0
+            recall = tp / support if support else 0.0
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            per_class[label] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
+            if support:
+                f1s.append(f1)
+        columns = labels + ([OTHER] if OTHER in predicted else [])
+        return {
+            "accuracy": sum(scores) / len(scores) if scores else 0.0,
+            "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0,
+            "off_label_answers": predicted.count(OTHER),
+            "per_class": per_class,
+            "confusion": {"rows": labels, "columns": columns,
+                          "matrix": [[pairs[(r, c)] for c in columns] for r in labels]},
+        }

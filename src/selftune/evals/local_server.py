@@ -1,0 +1,64 @@
+"""The default endpoint of ``selftune eval``: the local selftune server, started for the run if none
+is listening."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+
+from selftune.errors import SelftuneError
+
+DEFAULT_URL = "http://127.0.0.1:8000/v1"
+
+
+def _listening(url: str, api_key: str) -> bool:
+    try:
+        openai.OpenAI(base_url=url, api_key=api_key, max_retries=0, timeout=5).models.list()
+        return True
+    except openai.APIConnectionError:
+        return False
+    except openai.APIStatusError:
+        return True  # something answers there (perhaps wanting another key): use it and report its errors
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def local_server(log_file: Path, api_key: str = "local", timeout_s: float = 120) -> Iterator[str]:
+    """The base URL of a selftune server: the one on the default port if it answers, else a new
+    ``selftune serve`` on a free port (its output in ``log_file``), stopped on exit."""
+    if _listening(DEFAULT_URL, api_key):
+        yield DEFAULT_URL
+        return
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "selftune.cli", "serve", "--port", str(port)],
+                                   stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
+                                   start_new_session=True)  # Ctrl-C reaches us; we stop it in order
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not _listening(url, api_key):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SelftuneError(f"the local selftune server did not start; see {log_file}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -1,0 +1,146 @@
+"""The report: a table in the terminal and a self-contained ``report.html`` (figures inline)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from selftune.evals import plots
+from selftune.store.atomic import atomic_write
+
+WRONG_SHOWN = 25  # wrong answers listed per model in the HTML
+
+
+@contextlib.contextmanager
+def progress_bars(console: Console) -> Iterator[Callable[[str, int], Callable[[int], None]]]:
+    """A bar per model while its requests run: what :func:`selftune.evals.evaluate` takes as progress."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        def start(model: str, total: int) -> Callable[[int], None]:
+            task = progress.add_task(f"  {model}", total=total)
+            return lambda n: progress.advance(task, n)
+
+        yield start
+
+
+def print_summary(report: dict, console: Console) -> None:
+    grader = report["graders"][0]
+    table = Table(title=f"{report['data']} · {report['examples']} examples · {grader}")
+    for column in ("model", "kind", "quality (95% CI)", "prompt tok", "answer tok", "latency p50 / p95",
+                   "req/s", "cost / 1k req (local)"):
+        table.add_column(column, justify="left" if column in ("model", "kind") else "right")
+    for price in report["prices"]:
+        table.add_column(f"at {price['name']} prices", justify="right")
+    for r in report["models"]:
+        q = r["quality"][grader]
+        table.add_row(r["model"], r["kind"], f"{q['mean']:.1%} ({q['ci95'][0]:.1%}–{q['ci95'][1]:.1%})",
+                      f"{r['prompt_tokens']:,.0f}", f"{r['completion_tokens']:,.1f}",
+                      f"{r['latency_s']['p50']:.2f} / {r['latency_s']['p95']:.2f} s",
+                      f"{r['requests_per_s']:.2f}" if r["requests_per_s"] else "–",
+                      f"${r['cost_per_1000']['local']:.4f}",
+                      *[f"${r['cost_per_1000'][p['name']]:.4f}" for p in report["prices"]])
+    console.print(table)
+    for line in bought(report):
+        console.print(f"  {line}")
+    errors = [r for r in report["models"] if r["errors"]]
+    for r in errors:
+        console.print(f"  [red]{r['model']}: {r['errors']} requests failed (graded as wrong)[/]")
+
+
+def bought(report: dict) -> list[str]:
+    """One sentence per fine-tuned/base pair: what fine-tuning bought."""
+    lines = []
+    for c in report["comparisons"]:
+        parts = [f"{c['quality_gain'] * 100:+.1f} points of {c['grader']}"]
+        for key, what in (("prompt_tokens_ratio", "fewer prompt tokens"), ("latency_p50_ratio", "lower latency"),
+                          ("local_cost_ratio", "lower cost")):
+            if c[key]:
+                parts.append(f"{c[key]:.1f}× {what}")
+        lines.append(f"{c['fine_tuned']} against {c['base']} ({c['base_kind']}): " + ", ".join(parts))
+    return lines
+
+
+def write_html(report: dict, rows: list[dict], path: Path) -> None:
+    from jinja2 import Environment
+    from markupsafe import Markup
+
+    grader = report["graders"][0]
+    results = report["models"]
+    figures = {"quality": plots.quality(results, grader), "tokens": plots.tokens(results),
+               "latency": plots.latency(results)}
+    confusions = [(r["model"], plots.confusion(r["quality"][grader]["confusion"], r["model"]))
+                  for r in results if "confusion" in r["quality"][grader]]
+    wrong = {r["model"]: [row for row in rows if row["model"] == r["model"] and row["scores"][grader] < 1][:WRONG_SHOWN]
+             for r in results}
+    env = Environment(autoescape=True)
+    html = env.from_string(TEMPLATE).render(
+        report=report, grader=grader, results=results, bought=bought(report), wrong=wrong,
+        figures={k: Markup(v) for k, v in figures.items()},
+        confusions=[(m, Markup(svg)) for m, svg in confusions],
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    with atomic_write(path) as f:
+        f.write(html)
+
+
+TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>selftune eval · {{ report.data }}</title>
+<style>
+ body { font: 14px/1.5 system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; padding: 0 1rem; color: #222; }
+ h1 { font-size: 1.5rem; margin-bottom: 0; } .meta { color: #666; margin-top: .2rem; }
+ .bought { background: #e9f5f3; border-left: 4px solid #2a9d8f; padding: .6rem 1rem; margin: 1rem 0; }
+ table { border-collapse: collapse; width: 100%; margin: 1rem 0; }
+ th, td { border-bottom: 1px solid #ddd; padding: .35rem .5rem; text-align: right; vertical-align: top; }
+ th:first-child, td:first-child, td.text { text-align: left; }
+ .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(480px, 1fr)); gap: 1rem; }
+ figure { margin: 0; } figcaption { font-weight: 600; margin-bottom: .3rem; }
+ svg { max-width: 100%; height: auto; } details { margin: .8rem 0; }
+ .wrong td { font-size: 13px; } .err { color: #b00020; }
+</style></head><body>
+<h1>What fine-tuning bought</h1>
+<p class="meta">{{ report.data }} · {{ report.examples }} examples (seed {{ report.seed }}) · graded by
+{{ report.graders | join(", ") }} · {{ report.endpoint }} · {{ generated }}</p>
+{% if bought %}<div class="bought">{% for line in bought %}<div>{{ line }}</div>{% endfor %}</div>{% endif %}
+<table>
+<tr><th>model</th><th>kind</th><th>{{ grader }} (95% CI)</th><th>prompt tokens</th><th>answer tokens</th>
+<th>latency p50 / p95</th><th>requests/s</th><th>cost / 1,000 requests (local)</th>
+{% for p in report.prices %}<th>at {{ p.name }} prices</th>{% endfor %}<th>failed</th></tr>
+{% for r in results %}{% set q = r.quality[grader] %}
+<tr><td>{{ r.model }}</td><td class="text">{{ r.kind }}</td>
+<td>{{ "%.1f%%" % (q.mean * 100) }} ({{ "%.1f" % (q.ci95[0] * 100) }}–{{ "%.1f" % (q.ci95[1] * 100) }})</td>
+<td>{{ "{:,.0f}".format(r.prompt_tokens) }}</td><td>{{ "%.1f" % r.completion_tokens }}</td>
+<td>{{ "%.2f" % r.latency_s.p50 }} / {{ "%.2f" % r.latency_s.p95 }} s</td>
+<td>{{ "%.2f" % r.requests_per_s if r.requests_per_s else "–" }}</td>
+<td>${{ "%.4f" % r.cost_per_1000.local }}</td>
+{% for p in report.prices %}<td>${{ "%.4f" % r.cost_per_1000[p.name] }}</td>{% endfor %}
+<td{% if r.errors %} class="err"{% endif %}>{{ r.errors }}</td></tr>{% endfor %}
+</table>
+<p class="meta">Local cost: the measured wall time per request at {{ report.hourly_price }} $/hour for this
+machine. Requests ran {{ report.concurrency }} at a time: latency is per request, requests/s the throughput.</p>
+<div class="grid">
+<figure><figcaption>Quality</figcaption>{{ figures.quality }}</figure>
+<figure><figcaption>Tokens per request</figcaption>{{ figures.tokens }}</figure>
+<figure><figcaption>Latency</figcaption>{{ figures.latency }}</figure>
+</div>
+{% for r in results %}{% set q = r.quality[grader] %}{% if q.macro_f1 is defined %}
+<p><b>{{ r.model }}</b>: accuracy {{ "%.1f%%" % (q.accuracy * 100) }}, macro-F1 {{ "%.3f" % q.macro_f1 }},
+{{ q.off_label_answers }} answers that are none of the {{ q.per_class | length }} labels.</p>{% endif %}{% endfor %}
+{% for model, svg in confusions %}
+<details><summary>Confusion matrix: {{ model }}</summary>{{ svg }}</details>{% endfor %}
+{% for r in results %}
+<details><summary>Wrong answers: {{ r.model }} (first {{ wrong[r.model] | length }})</summary>
+<table class="wrong"><tr><th>line</th><th>prompt</th><th>reference</th><th>answer</th></tr>
+{% for row in wrong[r.model] %}<tr><td>{{ row.line }}</td><td class="text">{{ row.prompt }}</td>
+<td class="text">{{ row.reference }}</td><td class="text">{% if row.error %}<span class="err">{{ row.error }}</span>
+{% else %}{{ row.answer }}{% endif %}</td></tr>{% endfor %}
+</table></details>{% endfor %}
+<p class="meta">Per-example results: results.jsonl · all figures: report.json</p>
+</body></html>
+"""

@@ -1,0 +1,112 @@
+"""``selftune eval`` against a live server: a fine-tuned model beside the few-shot base, the report
+files, the HTML report in a real browser, and a local server started when none is given."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import write_jsonl
+from tests.e2e.conftest import Server, chat_rows, upload, wait_for
+
+
+def selftune(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "selftune.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "COLUMNS": "200", **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, tiny_model):
+    """A fine-tuned tiny model, then ``selftune eval`` of it and of the 3-shot base through the CLI."""
+    tmp = tmp_path_factory.mktemp("eval")
+    server = Server(tmp / "home", {"SELFTUNE_BASE_MODELS": f"tiny={tiny_model}", "HF_HUB_OFFLINE": "1",
+                                   "SELFTUNE_API_KEYS": ""})
+    server.home.mkdir()
+    server.start()
+    try:
+        client = server.client()
+        train = chat_rows(20)
+        job = client.fine_tuning.jobs.create(model="tiny", training_file=upload(client, tmp / "train.jsonl", train).id,
+                                             seed=0, hyperparameters={"n_epochs": 20, "learning_rate_multiplier": 10})
+        job = wait_for(client, job.id)
+        assert job.status == "succeeded", job.error
+        test = write_jsonl(tmp / "test.jsonl", train[:12])  # the model learnt these: its answers are close
+        shots = write_jsonl(tmp / "shots.jsonl", chat_rows(20, seed=2))
+        result = selftune("eval", "--data", str(test), "--model", job.fine_tuned_model, "--model", "tiny",
+                          "--few-shot", "3", "--few-shot-from", str(shots), "--grader", "classification",
+                          "--grader", "judge:tiny", "--base-url", server.url, "--concurrency", "3",
+                          "--max-tokens", "8", "--price", "hosted-mini=0.15:0.60", "--out", str(tmp / "report"))
+        assert result.returncode == 0, result.stderr + server.log()
+        yield tmp / "report", result.stdout, job.fine_tuned_model
+    finally:
+        server.stop()
+
+
+def test_report_puts_the_fine_tuned_model_beside_the_few_shot_base(evaluated):
+    out, stdout, tuned = evaluated
+    report = json.loads((out / "report.json").read_text())
+    assert report["examples"] == 12 and report["graders"] == ["classification", "judge:tiny"]
+    assert report["labels"] == sorted({"card_arrival", "lost_card", "top_up", "refund", "exchange_rate"})
+    fine, base = report["models"]
+    assert (fine["model"], fine["kind"], base["model"], base["kind"]) == (tuned, "fine-tuned", "tiny", "base, 3-shot")
+    for r in report["models"]:
+        q = r["quality"]["classification"]
+        assert 0 <= q["ci95"][0] <= q["mean"] <= q["ci95"][1] <= 1
+        assert r["requests"] == 12 and r["errors"] == 0
+        assert 0 < r["latency_s"]["p50"] <= r["latency_s"]["p95"] and len(r["latency_s"]["all"]) == 12
+        assert r["cost_per_1000"]["local"] > 0
+        assert r["cost_per_1000"]["hosted-mini"] == pytest.approx(
+            (r["prompt_tokens"] * 0.15 + r["completion_tokens"] * 0.60) / 1000)
+        judge = r["quality"]["judge:tiny"]
+        assert len(judge["reasons"]) == 12 and judge["judge_errors"] == 0
+        assert len(q["confusion"]["rows"]) == 5
+    # three solved examples and the label list make the base model's prompt several times longer
+    assert base["prompt_tokens"] > 3 * fine["prompt_tokens"]
+    (comparison,) = report["comparisons"]
+    assert comparison["prompt_tokens_ratio"] == pytest.approx(base["prompt_tokens"] / fine["prompt_tokens"])
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 24 and {r["model"] for r in rows} == {tuned, "tiny"}
+    assert all(set(r["scores"]) == {"classification", "judge:tiny"} for r in rows)
+    assert {r["scores"]["judge:tiny"] for r in rows} <= {0, 0.25, 0.5, 0.75, 1}  # a 1-5 verdict, always parsed
+    assert f"{tuned} against tiny (base, 3-shot):" in stdout and "fewer prompt tokens" in stdout
+    assert "report: " in stdout and (out / "report.html").is_file()
+
+
+def test_the_html_report_opens_without_console_errors(evaluated):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("needs Debian's chromium (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    out, _, tuned = evaluated
+    problems = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto((out / "report.html").as_uri())
+        assert page.title().startswith("selftune eval")
+        assert page.locator("svg").count() >= 5  # quality, tokens, latency, two confusion matrices
+        assert tuned in page.inner_text("table")
+        browser.close()
+    assert problems == []
+
+
+def test_eval_starts_a_local_server_when_none_is_given(tmp_path, tiny_model):
+    test = write_jsonl(tmp_path / "test.jsonl", chat_rows(6, seed=5))
+    env = {"SELFTUNE_HOME": str(tmp_path / "home"), "SELFTUNE_BASE_MODELS": f"tiny={tiny_model}",
+           "HF_HUB_OFFLINE": "1", "SELFTUNE_API_KEYS": ""}
+    result = selftune("eval", "--data", str(test), "--model", "tiny", "--out", str(tmp_path / "out"),
+                      "--max-tokens", "4", env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["endpoint"].startswith("http://127.0.0.1:") and report["models"][0]["kind"] == "base"
+    assert report["graders"] == ["normalized"]  # 6 answers over 5 intents: not labels
+    missing = selftune("eval", "--data", str(test), "--model", "nope", "--out", str(tmp_path / "out2"), env=env)
+    assert missing.returncode == 2 and "has no model 'nope'" in missing.stderr
