@@ -1,4 +1,5 @@
-"""``make demo``: the pipeline on real data — check and measure Banking77, then fine-tune on it.
+"""``make demo``: the whole story on real data — check and measure Banking77, fine-tune SmolLM2 on it
+through the API with the openai SDK, then show what fine-tuning bought against the 10-shot base.
 
 The data comes from ``../shared/data/banking77`` when the project sits beside it, otherwise from
 ``$SELFTUNE_DEMO_DATA``, otherwise it is downloaded once from its public source (PolyAI's
@@ -12,24 +13,31 @@ import io
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
+import openai
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from selftune.config import get_settings
 from selftune.errors import SelftuneError
+from selftune.evals import EvalConfig, evaluate
+from selftune.evals.local_server import local_server
+from selftune.evals.report import print_summary, progress_bars
 from selftune.store.atomic import atomic_write
 from selftune.store.build_once import build_once
 
 SOURCE = "https://raw.githubusercontent.com/PolyAI-LDN/task-specific-datasets/master/banking_data"
 SYSTEM_PROMPT = ("Classify the customer's banking message into exactly one intent label. "
                  "Answer with the label only.")
-TRAIN_BUDGET = "3m"
+BASE_MODEL = "smollm2-135m-instruct"
+FEW_SHOT = 10
+TEST_SAMPLE = 200  # a fixed (seeded) sample of test.jsonl
 PER_INTENT = 13  # train_1k.jsonl: 13 examples for each of the 77 intents
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,48 +94,60 @@ def _selftune(*args: str) -> None:
 def main() -> None:
     data = banking77_dir()
     train = Path(os.path.relpath(data / "train_1k.jsonl"))
+    test = Path(os.path.relpath(data / "test.jsonl"))
+    workdir = get_settings().home.expanduser() / "demo"
     console.print(f"[bold]selftune demo — stage 1: prepare data[/]  (Banking77 from {data})")
     _selftune("models", "list")
     _selftune("data", "check", str(train))
     _selftune("data", "stats", str(train))
 
-    console.print(f"\n[bold]stage 2: train[/] a LoRA adapter within a {TRAIN_BUDGET} budget")
-    out = get_settings().home.expanduser() / "demo" / "banking77-lora"
-    shutil.rmtree(out, ignore_errors=True)  # the demo's own folder: start afresh each time
-    _selftune("train", "--train", str(train), "--time-budget", TRAIN_BUDGET, "--out", str(out))
-    _show_answers(out, data / "test.jsonl")
-    console.print("\n[bold]Next stages[/] (evaluation, serving) arrive with the issues that build them; "
-                  "see README.md.")
+    console.print("\n[bold]stage 2: train[/] through the Fine-tuning API, with the openai SDK")
+    with local_server(workdir / "server.log") as url:
+        console.print(f"selftune server: {url}")
+        client = openai.OpenAI(base_url=url, api_key="local", max_retries=2, timeout=600)
+        model = _fine_tune(client, train)
+
+        console.print(f"\n[bold]stage 3: evaluate[/] {model} against the {FEW_SHOT}-shot base model on "
+                      f"{TEST_SAMPLE} held-out messages of {test.name}")
+        config = EvalConfig(data=test, models=[model, BASE_MODEL], few_shot=FEW_SHOT, few_shot_from=train,
+                            limit=TEST_SAMPLE, seed=0, base_url=url, concurrency=8, out=workdir / "eval")
+        with progress_bars(console) as progress:
+            report = evaluate(config, progress)
+    print_summary(report, console)
+    console.print(f"\n[bold]report:[/] {(workdir / 'eval' / 'report.html').resolve()}")
 
 
-def _show_answers(out: Path, test_file: Path, n: int = 8) -> None:
-    """A first look at what training bought: the adapter's answers to a few held-out messages."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as transformers_logging
-
-    from selftune.models.resolve import resolve_model
-
-    transformers_logging.disable_progress_bar()
-    lines = test_file.read_text(encoding="utf-8").splitlines()
-    rows = [json.loads(line) for line in random.Random(0).sample(lines, n)]  # the file is sorted by intent
-    tokenizer = AutoTokenizer.from_pretrained(out)
-    base = AutoModelForCausalLM.from_pretrained(resolve_model("smollm2-135m-instruct"), dtype=torch.float32)
-    model = PeftModel.from_pretrained(base, out).eval()
-    console.print(f"\n[bold]held-out messages[/] ({test_file.name}), answered by the fine-tuned adapter:")
-    right = 0
-    for row in rows:
-        ids = tokenizer.apply_chat_template(row["messages"][:-1], add_generation_prompt=True, return_tensors="pt",
-                                            return_dict=True)
-        with torch.no_grad():
-            generated = model.generate(**ids, max_new_tokens=24, do_sample=False)
-        answer = tokenizer.decode(generated[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
-        expected = row["messages"][-1]["content"]
-        right += answer == expected
-        mark = "[green]✓[/]" if answer == expected else f"[red]✗[/] (expected {expected})"
-        console.print(f"  {row['messages'][1]['content'][:60]!r:64} → {answer} {mark}")
-    console.print(f"  {right} of {len(rows)} right")
+def _fine_tune(client: openai.OpenAI, train: Path) -> str:
+    """Upload, create the job, follow its events: the hosted workflow, unchanged but for base_url."""
+    console.print(f"[cyan]client.files.create(file=open({str(train)!r}, 'rb'), purpose='fine-tune')[/]")
+    with open(train, "rb") as f:
+        uploaded = client.files.create(file=f, purpose="fine-tune")
+    uploaded = client.files.wait_for_processing(uploaded.id)
+    console.print(f"[cyan]client.fine_tuning.jobs.create(model={BASE_MODEL!r}, training_file={uploaded.id!r}, "
+                  "suffix='banking77', seed=0)[/]")
+    job = client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=uploaded.id, suffix="banking77", seed=0)
+    seen: set[str] = set()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[loss]}"), console=console) as progress:
+        task = progress.add_task(f"{job.id} {job.status}", total=None, loss="")
+        while job.status not in ("succeeded", "failed", "cancelled"):
+            time.sleep(2)
+            job = client.fine_tuning.jobs.retrieve(job.id)
+            for event in reversed(list(client.fine_tuning.jobs.list_events(job.id, limit=50))):
+                if event.id in seen:
+                    continue
+                seen.add(event.id)
+                data = event.data or {}
+                if event.type == "metrics" and data.get("total_steps"):
+                    progress.update(task, total=data["total_steps"], completed=data["step"],
+                                    loss=f"loss {data.get('train_loss') or 0:.3f}")
+                elif event.type != "metrics":
+                    progress.console.print(f"  {event.message}", markup=False)
+            progress.update(task, description=f"{job.id} {job.status}")
+    if job.status != "succeeded":
+        raise SelftuneError(f"the fine-tuning job {job.status}: {job.error.message if job.error else ''}")
+    console.print(f"fine-tuned model: [bold]{job.fine_tuned_model}[/]")
+    return job.fine_tuned_model
 
 
 if __name__ == "__main__":
