@@ -81,7 +81,6 @@ def test_logprobs(client):
     (dict(max_tokens=10_000_000), "messages"),
     (dict(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
      "messages.[0].content"),
-    (dict(store=True), "store"),
 ])
 def test_bad_parameters_are_refused_by_name(client, kwargs, param):
     with pytest.raises(openai.BadRequestError) as info:

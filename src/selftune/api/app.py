@@ -14,6 +14,7 @@ from fastapi import FastAPI
 import selftune
 from selftune.api.chat.router import router as chat_router
 from selftune.api.chat.service import ChatService
+from selftune.api.chat.stored import StoredCompletions
 from selftune.api.errors import install_handlers
 from selftune.api.files.router import router as files_router
 from selftune.api.files.service import FileService
@@ -57,7 +58,8 @@ def create_app(settings: Settings | None = None, embedded_worker: bool = True) -
         app.state.files = FileService(db=db, blobs=blobs, max_upload_bytes=settings.max_upload_bytes)
         app.state.jobs = JobService(db=db)
         app.state.models = ModelService(db=db)
-        app.state.chat = ChatService(db=db, engine_factory=lambda: _serving_engine(settings))
+        app.state.chat = ChatService(db=db, engine_factory=lambda: _serving_engine(settings),
+                                     stored=StoredCompletions(db))
         app.state.files.validate_pending()
         worker = thread = None
         if embedded_worker:

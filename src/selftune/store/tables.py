@@ -1,4 +1,5 @@
-"""The tables behind the API: files, fine-tuning jobs, their events and checkpoints, fine-tuned models.
+"""The tables behind the API: files, fine-tuning jobs, their events and checkpoints, fine-tuned models,
+stored chat completions.
 
 Every row carries ``org``: the organisation of the API key that created it. Queries always filter on
 it, so one customer never sees another's rows. Each table has an integer ``pk`` that gives a stable
@@ -123,3 +124,18 @@ class ModelRow(Base):
     base_model: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[int] = mapped_column(BigInteger, default=now)
     path: Mapped[str] = mapped_column(Text)  # the job's output folder
+
+
+class CompletionRow(Base):
+    """A chat completion stored with ``store: true``: the request and the answer, for distillation."""
+
+    __tablename__ = "completions"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    org: Mapped[str] = mapped_column(String(128), index=True)
+    model: Mapped[str] = mapped_column(String(512), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    metadata_: Mapped[dict | None] = mapped_column("metadata", JSON, nullable=True)
+    request: Mapped[dict] = mapped_column(JSON)  # messages and sampling settings, as the client sent them
+    response: Mapped[dict] = mapped_column(JSON)  # the chat.completion object returned

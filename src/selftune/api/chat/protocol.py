@@ -74,7 +74,7 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: Union[Literal["none", "auto", "required"], NamedToolChoice, None] = None
     parallel_tool_calls: bool | None = None
     user: str | None = None  # an end-user id; recorded nowhere yet, harmless to accept
-    metadata: dict[str, str] | None = None  # only meaningful with store=true (refused for now)
+    metadata: dict[str, str] | None = None  # kept with a stored completion (store=true)
     store: bool | None = None
 
 

@@ -1,15 +1,20 @@
-"""Route of ``/v1/chat/completions``: JSON for a whole answer, server-sent events when streaming."""
+"""Routes of ``/v1/chat/completions``: JSON for a whole answer, server-sent events when streaming; and
+the stored completions (``store: true``): list, read, messages, update metadata, delete."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
 from selftune.api.auth import Org
 from selftune.api.chat.protocol import ChatCompletion, ChatCompletionRequest
 from selftune.api.chat.service import ChatService
+from selftune.api.chat.stored import StoredCompletions
+from selftune.api.metadata import check_metadata, metadata_filter
+from selftune.api.pagination import MAX_LIMIT, list_body
 
 router = APIRouter(prefix="/v1/chat", tags=["chat"])
 
@@ -18,7 +23,17 @@ def chat(request: Request) -> ChatService:
     return request.app.state.chat
 
 
+def stored(request: Request) -> StoredCompletions:
+    return request.app.state.chat.stored
+
+
 Chat = Annotated[ChatService, Depends(chat)]
+Stored = Annotated[StoredCompletions, Depends(stored)]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+
+
+class MetadataUpdate(BaseModel):
+    metadata: dict[str, str] | None
 
 
 @router.post("/completions", response_model=ChatCompletion)
@@ -28,3 +43,33 @@ async def create_chat_completion(body: ChatCompletionRequest, org: Org, service:
         return StreamingResponse(events, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     return await service.complete(org, body)
+
+
+@router.get("/completions")
+def list_stored(request: Request, org: Org, service: Stored, model: str | None = None, after: str | None = None,
+                limit: Limit = 20, order: str = "asc") -> dict:
+    data, more = service.list(org, model=model, metadata=metadata_filter(request), after=after, limit=limit,
+                              order=order)
+    return list_body(data, more)
+
+
+@router.get("/completions/{completion_id}")
+def retrieve_stored(completion_id: str, org: Org, service: Stored) -> dict:
+    return service.retrieve(org, completion_id)
+
+
+@router.post("/completions/{completion_id}")
+def update_stored(completion_id: str, body: MetadataUpdate, org: Org, service: Stored) -> dict:
+    return service.update(org, completion_id, check_metadata(body.metadata))
+
+
+@router.delete("/completions/{completion_id}")
+def delete_stored(completion_id: str, org: Org, service: Stored) -> dict:
+    return service.delete(org, completion_id)
+
+
+@router.get("/completions/{completion_id}/messages")
+def stored_messages(completion_id: str, org: Org, service: Stored, after: str | None = None, limit: Limit = 20,
+                    order: str = "asc") -> dict:
+    data, more = service.messages(org, completion_id, after, limit, order)
+    return list_body(data, more)

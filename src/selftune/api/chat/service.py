@@ -33,7 +33,9 @@ from selftune.api.chat.protocol import (
     TopLogprob,
     Usage,
 )
+from selftune.api.chat.stored import StoredCompletions
 from selftune.api.errors import APIError, bad_request, not_found
+from selftune.api.metadata import check_metadata
 from selftune.models.catalog import base_models
 from selftune.models.ids import parse_fine_tuned_id
 from selftune.serve.engine import Engine, Finished, GenerationRequest, SamplingParams, ServedModel, Token
@@ -48,8 +50,9 @@ MAX_STOP_SEQUENCES = 4
 
 
 class ChatService:
-    def __init__(self, *, db: Database, engine_factory: Callable[[], Engine]):
+    def __init__(self, *, db: Database, engine_factory: Callable[[], Engine], stored: StoredCompletions):
         self.db = db
+        self.stored = stored
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
@@ -102,8 +105,7 @@ class ChatService:
         if unknown:
             raise bad_request(f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0],
                               code="unknown_parameter")
-        if request.store:
-            raise bad_request("store is not supported yet by selftune.", param="store", code="unsupported_parameter")
+        check_metadata(request.metadata)
         structured.answer_schema(request)
         if request.top_logprobs and not request.logprobs:
             raise bad_request("top_logprobs needs logprobs=true.", param="top_logprobs")
@@ -194,25 +196,39 @@ class ChatService:
                     logprobs[i].append(_token_logprob(tokenizer, event.choice))
             else:
                 finals[i] = event
+        completion = self._completion(request, new_id("chatcmpl-"), int(time.time()), len(prompt), texts, finals,
+                                      [ChoiceLogprobs(content=lp) for lp in logprobs] if params.logprobs else None)
+        await self._store(org, request, completion)
+        return completion
+
+    def _completion(self, request: ChatCompletionRequest, completion_id: str, created: int, prompt_tokens: int,
+                    texts: list[str], finals: list[Finished], logprobs: list | None = None) -> ChatCompletion:
         choices = []
-        for i in range(n):
-            content, calls, reason = _answer(request, texts[i], finals[i].reason)
+        for i, (text, final) in enumerate(zip(texts, finals, strict=True)):
+            content, calls, reason = _answer(request, text, final.reason)
             choices.append(Choice(index=i, message=AssistantMessage(content=content, tool_calls=calls or None),
-                                  finish_reason=reason,
-                                  logprobs=ChoiceLogprobs(content=logprobs[i]) if params.logprobs else None))
+                                  finish_reason=reason, logprobs=logprobs[i] if logprobs else None))
         completion_tokens = sum(f.completion_tokens for f in finals)
-        return ChatCompletion(id=new_id("chatcmpl-"), created=int(time.time()), model=request.model, choices=choices,
-                              usage=Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens,
-                                          total_tokens=len(prompt) + completion_tokens),
+        return ChatCompletion(id=completion_id, created=created, model=request.model, choices=choices,
+                              usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                          total_tokens=prompt_tokens + completion_tokens),
                               system_fingerprint=f"selftune-{self.engine().name}")
+
+    async def _store(self, org: str, request: ChatCompletionRequest, completion: ChatCompletion) -> None:
+        """``store: true``: keep the request and the answer (written off the event loop)."""
+        if not request.store:
+            return
+        sent = request.model_dump(mode="json", exclude_none=True, exclude={"stream", "stream_options", "store",
+                                                                           "metadata"})
+        await run_in_threadpool(self.stored.save, org, sent, completion.model_dump(mode="json"), request.metadata)
 
     async def stream(self, org: str, request: ChatCompletionRequest) -> AsyncIterator[str]:
         """Server-sent events in the hosted format, ending with ``data: [DONE]``; 400s are raised before
         the first byte, so they arrive as ordinary error responses."""
         model, prompt, params = await run_in_threadpool(self.prepare, org, request)
-        return self._stream(model, prompt, params, request)
+        return self._stream(org, model, prompt, params, request)
 
-    async def _stream(self, model, prompt, params, request) -> AsyncIterator[str]:
+    async def _stream(self, org, model, prompt, params, request) -> AsyncIterator[str]:
         n = request.n or 1
         chunk_id, created = new_id("chatcmpl-"), int(time.time())
         tokenizer = self.engine().tokenizer(model)
@@ -225,18 +241,21 @@ class ChatService:
         for i in range(n):
             yield chunk([ChunkChoice(index=i, delta=Delta(role="assistant", content=""))])
         completion_tokens = 0
-        held = [""] * n  # with tools, the answer is sent once it is whole: only then is a call known to be one
+        held = [""] * n  # the whole answers; with tools they are sent whole (only then is a call known to be one)
+        finals: list[Finished | None] = [None] * n
         try:
             async for i, event in self._events(model, prompt, params, n):
                 if isinstance(event, Token):
+                    held[i] += event.text
                     logprobs = (ChoiceLogprobs(content=[_token_logprob(tokenizer, event.choice)])
                                 if params.logprobs and event.choice is not None else None)
                     if _reads_tool_calls(request):
-                        held[i] += event.text
-                    elif event.text or logprobs:
+                        continue
+                    if event.text or logprobs:
                         yield chunk([ChunkChoice(index=i, delta=Delta(content=event.text), logprobs=logprobs)])
                     continue
                 completion_tokens += event.completion_tokens
+                finals[i] = event
                 reason = event.reason
                 if _reads_tool_calls(request):
                     content, calls, reason = _answer(request, held[i], event.reason)
@@ -249,6 +268,7 @@ class ChatService:
         if request.stream_options and request.stream_options.include_usage:
             yield chunk([], Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens,
                                   total_tokens=len(prompt) + completion_tokens))
+        await self._store(org, request, self._completion(request, chunk_id, created, len(prompt), held, finals))
         yield "data: [DONE]\n\n"
 
 

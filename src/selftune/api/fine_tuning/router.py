@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -10,11 +9,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from selftune.api.auth import Org
 from selftune.api.fine_tuning.protocol import FineTuningJob, JobCreateRequest
 from selftune.api.fine_tuning.service import JobService
+from selftune.api.metadata import metadata_filter
 from selftune.api.pagination import MAX_LIMIT, list_body
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-_METADATA_KEY = re.compile(r"^metadata\[(.+)\]$")
 
 
 def jobs(request: Request) -> JobService:
@@ -31,8 +30,7 @@ def create_job(body: JobCreateRequest, org: Org, service: Jobs) -> FineTuningJob
 
 @router.get("")
 def list_jobs(request: Request, org: Org, service: Jobs, after: str | None = None, limit: Limit = 20) -> dict:
-    metadata = {m.group(1): value for key, value in request.query_params.items() if (m := _METADATA_KEY.match(key))}
-    data, more = service.list(org, after, limit, metadata)
+    data, more = service.list(org, after, limit, metadata_filter(request))
     return list_body([d.model_dump() for d in data], more)
 
 

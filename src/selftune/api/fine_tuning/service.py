@@ -19,6 +19,7 @@ from selftune.api.fine_tuning.protocol import (
     Hyperparameters,
     JobCreateRequest,
 )
+from selftune.api.metadata import check_metadata
 from selftune.api.pagination import page
 from selftune.jobs.events import add_event
 from selftune.models.catalog import base_models
@@ -32,7 +33,6 @@ HYPERPARAMETERS = {"supervised": ("batch_size", "learning_rate_multiplier", "n_e
                    "dpo": ("batch_size", "learning_rate_multiplier", "n_epochs", "beta")}
 FILE_FORMAT = {"supervised": "sft", "dpo": "dpo"}
 ACTIVE = ("validating_files", "queued", "running", "paused")
-MAX_METADATA_KEYS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
 
 
 class JobService:
@@ -45,7 +45,7 @@ class JobService:
         hyperparameters = self._hyperparameters(request, method)
         self._check_model(request.model)
         self._check_suffix(request.suffix)
-        metadata = self._check_metadata(request.metadata)
+        metadata = check_metadata(request.metadata)
         if request.integrations:
             raise bad_request("Integrations (wandb) are not supported yet by selftune.", param="integrations")
         with self.db.transaction() as session:
@@ -109,18 +109,6 @@ class JobService:
         if suffix and not SUFFIX_PATTERN.match(suffix):
             raise bad_request("suffix must be at most 64 characters of letters, digits, '-', '_' or '.'.",
                               param="suffix")
-
-    @staticmethod
-    def _check_metadata(metadata: dict | None) -> dict | None:
-        if not metadata:
-            return None
-        if len(metadata) > MAX_METADATA_KEYS:
-            raise bad_request(f"metadata may have at most {MAX_METADATA_KEYS} keys.", param="metadata")
-        for key, value in metadata.items():
-            if len(key) > MAX_METADATA_KEY or not isinstance(value, str) or len(value) > MAX_METADATA_VALUE:
-                raise bad_request(f"metadata keys are strings of at most {MAX_METADATA_KEY} characters and values "
-                                  f"strings of at most {MAX_METADATA_VALUE}.", param=f"metadata.{key}")
-        return metadata
 
     @staticmethod
     def _check_file(session, org: str, file_id: str, param: str, method: str) -> None:
