@@ -474,6 +474,77 @@ def eval_command(
     out.print(f"report: {(out_dir / 'report.html').resolve()}", markup=False)
 
 
+@app.command("distill")
+def distill_command(
+    out_file: Annotated[Path, typer.Option("--out", help="The training file to write (chat JSONL).")],
+    prompts: Annotated[Optional[Path], typer.Option(help="Chat JSONL (a final assistant answer is dropped and "
+                                                         "kept as the grader's reference) or text, a prompt a line.")]
+    = None,
+    teacher_base_url: Annotated[Optional[str], typer.Option(help="The teacher's OpenAI-compatible endpoint.")] = None,
+    teacher_model: Annotated[Optional[str], typer.Option(help="The teacher model.")] = None,
+    api_key: Annotated[Optional[str], typer.Option(envvar="OPENAI_API_KEY", help="The teacher's API key.")] = None,
+    system: Annotated[Optional[str], typer.Option(help="A system message for prompts that have none.")] = None,
+    samples: Annotated[int, typer.Option(min=1, help="Answers per prompt; with --grader the best is kept.")] = 1,
+    temperature: Annotated[Optional[float], typer.Option(min=0, max=2, help="Default: 0 for one sample, 0.7 "
+                                                                            "for several.")] = None,
+    max_tokens: Annotated[int, typer.Option(min=1)] = 1024,
+    graders: Annotated[Optional[list[str]], typer.Option("--grader", help="Scores answers (see `selftune eval`) "
+                                                                          "for best-of-K and --min-score.")] = None,
+    min_score: Annotated[Optional[float], typer.Option(help="Drop prompts whose best answer scores lower.")] = None,
+    keep_truncated: Annotated[bool, typer.Option(help="Keep answers cut off by --max-tokens.")] = False,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 4,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds per request.")] = 120,
+    max_retries: Annotated[int, typer.Option(min=0, help="Retries on 429, 5xx and connection errors, with "
+                                                         "exponential backoff.")] = 5,
+    cache: Annotated[Optional[Path], typer.Option(help="The resumable answer cache (default: OUT.cache.jsonl).")]
+    = None,
+    prices: Annotated[Optional[list[str]], typer.Option("--price", help="NAME=INPUT:OUTPUT dollars per million "
+                                                        "tokens: the teacher's cost in the summary.")] = None,
+    from_stored: Annotated[bool, typer.Option("--from-stored", help="Build the file from completions stored "
+                                                                   "with store: true instead.")] = False,
+    metadata: Annotated[Optional[list[str]], typer.Option("--metadata", help="key=value: only stored completions "
+                                                                             "with this metadata.")] = None,
+    base_url: Annotated[str, typer.Option(help="The server holding the stored completions.")]
+    = "http://127.0.0.1:8000/v1",
+    model: Annotated[Optional[str], typer.Option(help="Only stored completions of this model.")] = None,
+) -> None:
+    """Build a training set from a stronger model's answers (or from stored completions)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from selftune.distill import DistillConfig, distill
+    from selftune.distill import from_stored as build_from_stored
+    from selftune.evals.prices import parse_price
+
+    if from_stored:
+        pairs = [item.partition("=") for item in metadata or []]
+        if any(not sep or not key for key, sep, _ in pairs):
+            raise SelftuneError("--metadata takes key=value")
+        summary = build_from_stored(base_url, api_key, out_file, {k: v for k, _, v in pairs}, model, keep_truncated)
+    else:
+        if not (prompts and teacher_base_url and teacher_model):
+            raise SelftuneError("distill needs --prompts, --teacher-base-url and --teacher-model (or --from-stored)")
+        config = DistillConfig(teacher_base_url=teacher_base_url, teacher_model=teacher_model, prompts=prompts,
+                               out=out_file, api_key=api_key, system=system, samples=samples, temperature=temperature,
+                               max_tokens=max_tokens, graders=graders or [], min_score=min_score,
+                               keep_truncated=keep_truncated, concurrency=concurrency, timeout=timeout, max_retries=max_retries, cache=cache,
+                               prices=[parse_price(p) for p in prices or []])
+        with Progress(TextColumn("teacher answers"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err) as progress:
+            def start(total: int):
+                task = progress.add_task("", total=total)
+                return lambda n: progress.advance(task, n)
+
+            summary = distill(config, start)
+    dropped = ", ".join(f"{n} {why}" for why, n in summary["dropped"].items()) or "none"
+    out.print(f"✓ {summary['out']}: {summary['kept']} examples from {summary['prompts']} prompts "
+              f"(dropped: {dropped})", markup=False)
+    out.print(f"  teacher requests this run: {summary['requests_this_run']} "
+              f"({summary['failed_requests_this_run']} failed), {summary['answers_reused_from_cache']} answers "
+              f"reused from the cache; summary: {Path(summary['out']).with_suffix('.summary.json')}", markup=False)
+    for problem in summary["check"]:
+        err.print(f"warning: {problem}", markup=False)
+
+
 def _service_settings():
     from pydantic import ValidationError
 
