@@ -26,6 +26,14 @@ def teacher():
     server.stop()
 
 
+@pytest.fixture
+def slow_teacher():
+    """Each answer takes 0.2 s: long enough to see requests overlap, or to kill a run mid-way."""
+    server = FlakyTeacher(delay=0.2).start()
+    yield server
+    server.stop()
+
+
 def test_retries_filters_and_a_valid_training_file(teacher, tmp_path):
     prompts = tmp_path / "prompts.txt"
     more = [f"question {i}" for i in range(7)]
@@ -56,22 +64,17 @@ def test_retries_filters_and_a_valid_training_file(teacher, tmp_path):
     assert sum(teacher.answered.values()) == 14
 
 
-def test_requests_run_concurrently_and_failures_are_not_cached(tmp_path):
-    teacher = FlakyTeacher(delay=0.3).start()
-    try:
-        prompts = tmp_path / "prompts.txt"
-        prompts.write_text("\n".join(f"question {i}" for i in range(8)) + "\nfail-twice x\n")
-        out = tmp_path / "train.jsonl"
-        started = time.monotonic()
-        summary = distill(DistillConfig(teacher_base_url=teacher.url, teacher_model="big", prompts=prompts,
-                                        out=out, concurrency=4, max_retries=0))
-        assert teacher.max_in_flight == 4 and time.monotonic() - started < 8 * 0.3
-        assert summary["failed_requests_this_run"] == 1 and summary["dropped"] == {"teacher_error": 1}
-        again = distill(DistillConfig(teacher_base_url=teacher.url, teacher_model="big", prompts=prompts,
-                                      out=out, max_retries=2))
-        assert again["requests_this_run"] == 1 and again["kept"] == 9  # only the failed prompt is asked again
-    finally:
-        teacher.stop()
+def test_requests_run_concurrently_and_failures_are_not_cached(slow_teacher, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(f"question {i}" for i in range(8)) + "\nfail-twice x\n")
+    out = tmp_path / "train.jsonl"
+    summary = distill(DistillConfig(teacher_base_url=slow_teacher.url, teacher_model="big", prompts=prompts,
+                                    out=out, concurrency=4, max_retries=0))
+    assert slow_teacher.max_in_flight == 4  # four requests were in flight at once
+    assert summary["failed_requests_this_run"] == 1 and summary["dropped"] == {"teacher_error": 1}
+    again = distill(DistillConfig(teacher_base_url=slow_teacher.url, teacher_model="big", prompts=prompts,
+                                  out=out, max_retries=2))
+    assert again["requests_this_run"] == 1 and again["kept"] == 9  # only the failed prompt is asked again
 
 
 def test_best_of_k_by_a_grader_and_min_score(teacher, tmp_path):
@@ -87,35 +90,31 @@ def test_best_of_k_by_a_grader_and_min_score(teacher, tmp_path):
     assert json.loads(out.read_text())["messages"][-1]["content"] == "answer to card"
 
 
-def test_a_killed_run_resumes_without_paying_twice(tmp_path):
-    teacher = FlakyTeacher(delay=0.2).start()
-    try:
-        prompts = tmp_path / "prompts.txt"
-        prompts.write_text("\n".join(f"question {i}" for i in range(30)) + "\n")
-        out = tmp_path / "train.jsonl"
-        cache = tmp_path / "train.cache.jsonl"
-        command = [sys.executable, "-m", "selftune.cli", "distill", "--prompts", str(prompts), "--out", str(out),
-                   "--teacher-base-url", teacher.url, "--teacher-model", "big", "--concurrency", "2"]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   env={**os.environ, "OPENAI_API_KEY": "k"})
-        deadline = time.time() + 60
-        while time.time() < deadline and (not cache.is_file() or len(cache.read_text().splitlines()) < 6):
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        assert not out.exists()
-        answered_before = sum(teacher.answered.values())
-        assert 6 <= answered_before < 30
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120,
-                                env={**os.environ, "OPENAI_API_KEY": "k"})
-        assert result.returncode == 0, result.stderr
-        assert "30 examples from 30 prompts" in result.stdout
-        # every prompt answered once, except those in flight at the kill (at most the 2 concurrent ones)
-        assert sum(teacher.answered.values()) <= 30 + 2
-        assert all(n <= 2 for n in teacher.answered.values())
-        assert len(out.read_text().splitlines()) == 30
-    finally:
-        teacher.stop()
+def test_a_killed_run_resumes_without_paying_twice(slow_teacher, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(f"question {i}" for i in range(30)) + "\n")
+    out = tmp_path / "train.jsonl"
+    cache = tmp_path / "train.cache.jsonl"
+    command = [sys.executable, "-m", "selftune.cli", "distill", "--prompts", str(prompts), "--out", str(out),
+               "--teacher-base-url", slow_teacher.url, "--teacher-model", "big", "--concurrency", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "OPENAI_API_KEY": "k"})
+    deadline = time.time() + 60
+    while time.time() < deadline and (not cache.is_file() or len(cache.read_text().splitlines()) < 6):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists()
+    answered_before = sum(slow_teacher.answered.values())
+    assert 6 <= answered_before < 30
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "OPENAI_API_KEY": "k"})
+    assert result.returncode == 0, result.stderr
+    assert "30 examples from 30 prompts" in result.stdout
+    # every prompt answered once, except those in flight at the kill (at most the 2 concurrent ones)
+    assert sum(slow_teacher.answered.values()) <= 30 + 2
+    assert all(n <= 2 for n in slow_teacher.answered.values())
+    assert len(out.read_text().splitlines()) == 30
 
 
 def test_bad_settings_are_refused(teacher, tmp_path):

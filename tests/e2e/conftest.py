@@ -93,6 +93,15 @@ def server(tmp_path, server_env):
 
 
 @pytest.fixture
+def keyed_server(tmp_path, server_env):
+    """A started server with two keys for two organisations: key-a (org-a) and key-b (org-b)."""
+    server = Server(tmp_path / "home", {**server_env, "SELFTUNE_API_KEYS": "key-a:org-a,key-b:org-b"})
+    server.home.mkdir()
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
 def client(server) -> openai.OpenAI:
     return server.client()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.e2e.conftest import Server, chat_rows, upload, wait_for
+from tests.e2e.conftest import chat_rows, upload, wait_for
 
 HELLO = [{"role": "user", "content": "Where is my new card?"}]
 
@@ -111,19 +111,13 @@ def test_a_fine_tuned_model_answers_as_soon_as_its_job_succeeds(client, tmp_path
     assert client.chat.completions.create(model=checkpoint, messages=question, max_tokens=4).choices
 
 
-def test_another_organisation_cannot_use_a_fine_tuned_model(tmp_path, server_env):
-    server = Server(tmp_path / "home", {**server_env, "SELFTUNE_API_KEYS": "key-a:org-a,key-b:org-b"})
-    server.home.mkdir()
-    server.start()
-    try:
-        alice, bob = server.client("key-a"), server.client("key-b")
-        training = upload(alice, tmp_path / "a.jsonl", chat_rows(12))
-        job = wait_for(alice, alice.fine_tuning.jobs.create(model="tiny", training_file=training.id).id)
-        assert alice.chat.completions.create(model=job.fine_tuned_model, messages=HELLO, max_tokens=2).choices
-        with pytest.raises(openai.NotFoundError):
-            bob.chat.completions.create(model=job.fine_tuned_model, messages=HELLO, max_tokens=2)
-    finally:
-        server.stop()
+def test_another_organisation_cannot_use_a_fine_tuned_model(tmp_path, keyed_server):
+    alice, bob = keyed_server.client("key-a"), keyed_server.client("key-b")
+    training = upload(alice, tmp_path / "a.jsonl", chat_rows(12))
+    job = wait_for(alice, alice.fine_tuning.jobs.create(model="tiny", training_file=training.id).id)
+    assert alice.chat.completions.create(model=job.fine_tuned_model, messages=HELLO, max_tokens=2).choices
+    with pytest.raises(openai.NotFoundError):
+        bob.chat.completions.create(model=job.fine_tuned_model, messages=HELLO, max_tokens=2)
 
 
 def test_selftune_chat_streams_answers(server):

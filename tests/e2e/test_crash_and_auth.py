@@ -38,14 +38,6 @@ def test_kill_9_mid_training_then_restart_finishes_the_job(tmp_path, server_env)
     assert len(checkpoint_events) == len(set(checkpoint_events)) >= 6
 
 
-@pytest.fixture
-def keyed_server(tmp_path, server_env):
-    server = Server(tmp_path / "home", {**server_env, "SELFTUNE_API_KEYS": "key-a:org-a,key-b:org-b"})
-    server.home.mkdir()
-    yield server.start()
-    server.stop()
-
-
 def test_two_keys_do_not_see_each_other(keyed_server, tmp_path):
     alice, bob = keyed_server.client("key-a"), keyed_server.client("key-b")
     training = upload(alice, tmp_path / "a.jsonl", chat_rows(12))

@@ -6,8 +6,6 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.e2e.conftest import Server
-
 QUESTION = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Where is my card?"}]
 
 
@@ -67,20 +65,14 @@ def test_bad_metadata_is_refused(client):
     assert info.value.param == "order"
 
 
-def test_organisations_never_see_each_others_stored_completions(tmp_path, server_env):
-    server = Server(tmp_path / "home", {**server_env, "SELFTUNE_API_KEYS": "key-a:org-a,key-b:org-b"})
-    server.home.mkdir()
-    server.start()
-    try:
-        alice, bob = server.client("key-a"), server.client("key-b")
-        mine = ask(alice, metadata={"task": "cards"})
-        assert list(bob.chat.completions.list()) == []
-        assert list(bob.chat.completions.list(metadata={"task": "cards"})) == []
-        for call in (lambda: bob.chat.completions.retrieve(mine.id), lambda: bob.chat.completions.delete(mine.id),
-                     lambda: list(bob.chat.completions.messages.list(mine.id)),
-                     lambda: bob.chat.completions.update(mine.id, metadata={"x": "y"})):
-            with pytest.raises(openai.NotFoundError):
-                call()
-        assert [c.id for c in alice.chat.completions.list()] == [mine.id]
-    finally:
-        server.stop()
+def test_organisations_never_see_each_others_stored_completions(keyed_server):
+    alice, bob = keyed_server.client("key-a"), keyed_server.client("key-b")
+    mine = ask(alice, metadata={"task": "cards"})
+    assert list(bob.chat.completions.list()) == []
+    assert list(bob.chat.completions.list(metadata={"task": "cards"})) == []
+    for call in (lambda: bob.chat.completions.retrieve(mine.id), lambda: bob.chat.completions.delete(mine.id),
+                 lambda: list(bob.chat.completions.messages.list(mine.id)),
+                 lambda: bob.chat.completions.update(mine.id, metadata={"x": "y"})):
+        with pytest.raises(openai.NotFoundError):
+            call()
+    assert [c.id for c in alice.chat.completions.list()] == [mine.id]
