@@ -15,22 +15,13 @@ class Classification(Grader):
     name = "classification"
     description = "the answer is a label (compared normalised); adds macro-F1, per-class figures, confusion"
 
-    def predicted(self, answer: str) -> str:
-        """The label an answer names, or OTHER."""
-        by_form = {normalise(label): label for label in self._labels}
-        return by_form.get(normalise(answer), OTHER)
-
-    @property
-    def _labels(self) -> list[str]:
-        return self.context.labels or []
-
     def score_all(self, answers: list[str], references: list[str]) -> list[float]:
         return [float(normalise(a) == normalise(r)) for a, r in zip(answers, references, strict=True)]
 
     def summary(self, answers: list[str], references: list[str], scores: list[float]) -> dict:
-        labels = sorted(set(self._labels) | set(references))
-        self.context.labels = labels
-        predicted = [self.predicted(a) for a in answers]
+        labels = sorted(set(self.context.labels or []) | set(references))
+        by_form = {normalise(label): label for label in labels}
+        predicted = [by_form.get(normalise(a), OTHER) for a in answers]  # the label each answer names
         pairs = Counter(zip(references, predicted, strict=True))
         per_class, f1s = {}, []
         for label in labels:
