@@ -36,8 +36,8 @@ def score(out_dir: Path, rows: list[dict], batch_size: int = 32) -> dict:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from selftune.hardware import set_threads
     from selftune.models.resolve import resolve_model
-    from selftune.train.hardware import set_threads
 
     set_threads()
     record = json.loads((out_dir / "training.json").read_text())

@@ -142,7 +142,7 @@ def baseline_server(port: int, adapters: dict[str, str], base_folder: Path) -> t
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from selftune.train.hardware import set_threads
+    from selftune.hardware import set_threads
 
     set_threads()
     tokenizer = AutoTokenizer.from_pretrained(base_folder)

@@ -34,7 +34,7 @@ def matmul_peak_gflops(seconds: float = 3.0) -> float:
     """Best bf16 matmul rate over shapes like the model's projections (576 x 1536 at 2048 tokens)."""
     import torch
 
-    from selftune.train.hardware import set_threads
+    from selftune.hardware import set_threads
 
     set_threads()
     best = 0.0

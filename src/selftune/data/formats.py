@@ -38,14 +38,6 @@ class TextPart(_Strict):
         return value
 
 
-def text_of(content: Any, separator: str = "") -> str:
-    """A message's content as one string: a string as is, text parts (dicts or :class:`TextPart`)
-    joined, None as empty."""
-    if content is None or isinstance(content, str):
-        return content or ""
-    return separator.join(part["text"] if isinstance(part, dict) else part.text for part in content)
-
-
 def _content_kind(value: Any) -> str | None:
     if isinstance(value, str):
         return "text"

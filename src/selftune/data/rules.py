@@ -11,8 +11,8 @@ from selftune.data.formats import (
     FunctionTool,
     PreferenceExample,
     ToolMessage,
-    text_of,
 )
+from selftune.models.content import text_of
 
 Finding = tuple[str, str | None, str]
 

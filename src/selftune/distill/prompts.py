@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selftune.data.check import iter_examples
-from selftune.data.formats import text_of
 from selftune.errors import SelftuneError
+from selftune.models.content import text_of
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import openai
 
-from selftune.data.formats import text_of
 from selftune.data.reader import same_file
 from selftune.errors import SelftuneError
 from selftune.evals.examples import EvalExample, load_examples
@@ -20,6 +19,7 @@ from selftune.evals.local_server import local_server
 from selftune.evals.prices import DEFAULT_HOURLY_PRICE, TokenPrice, local_cost_per_thousand
 from selftune.evals.runner import ModelRun, check_model, run_model
 from selftune.evals.stats import bootstrap_ci, percentile
+from selftune.models.content import text_of
 from selftune.store.atomic import atomic_write
 
 Progress = Callable[[str, int], Callable[[int], None]]  # (model, total) -> advance(n)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from selftune.data.formats import text_of
 from selftune.errors import SelftuneError
+from selftune.models.content import text_of
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from transformers import AttentionInterface
 
+from selftune.models.attention import attend, attention_implementation
 from selftune.serve.kv_pool import KVPool
-from selftune.train.attention import attend, attention_implementation
 
 IMPLEMENTATION = "selftune_serving"
 

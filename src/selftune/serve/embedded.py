@@ -135,7 +135,7 @@ class EmbeddedEngine(Engine):
 
     def __init__(self, *, dtype: str = "auto", kv_tokens: int = 32768, step_tokens: int = 512,
                  max_running: int = 64, max_adapters: int = 8, threads: int | None = None):
-        from selftune.train.hardware import autocast_dtype, set_threads, training_device
+        from selftune.hardware import autocast_dtype, set_threads, training_device
 
         super().__init__(kv_tokens)
         self.device = training_device()

@@ -10,11 +10,10 @@ flash-attention (GPU only); on a CPU the block-diagonal dense mask would cost O(
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 from transformers import AttentionInterface
 
+from selftune.models.attention import attend, attention_implementation
 from selftune.train.packing import AttentionPlan
 
 IMPLEMENTATION = "selftune_packed"
@@ -47,35 +46,12 @@ def _gather(states: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return states.index_select(1, index.reshape(-1)).unflatten(1, index.shape).transpose(0, 1)
 
 
-def attend(q, k, v, mask, scale: float, dropout: float):
-    """Plain attention as batched matmuls: segments are short (tens to hundreds of tokens), where
-    PyTorch's CPU flash kernel (tiled for long sequences) spends most of its time on tiles of padding;
-    its backward was ~25% of a training step here, this one is a few percent."""
-    scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale  # [S, H, Lq, Lk]
-    scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores, dim=-1).to(v.dtype)
-    if dropout:
-        weights = torch.nn.functional.dropout(weights, p=dropout)
-    return torch.matmul(weights, v)  # [S, H, Lq, D]
-
-
 AttentionInterface.register(IMPLEMENTATION, packed_attention)
 
 
 def packed_attention_enabled(model):
     """Switch ``model`` (a transformers model, PEFT-wrapped or not) to packed attention for a while."""
     return attention_implementation(_config(model), IMPLEMENTATION)
-
-
-@contextmanager
-def attention_implementation(config, name: str):
-    """Use the registered attention function ``name`` while inside; the model's own one after."""
-    previous = config._attn_implementation
-    config._attn_implementation = name
-    try:
-        yield
-    finally:
-        config._attn_implementation = previous
 
 
 def _config(model):

@@ -1,6 +1,6 @@
 """Load the base model and make it trainable: LoRA adapters through PEFT, or every weight.
 
-Precision (chosen by :mod:`selftune.train.hardware`): on CPUs with bf16 support, LoRA keeps the
+Precision (chosen by :mod:`selftune.hardware`): on CPUs with bf16 support, LoRA keeps the
 frozen base weights in bf16 (half the memory, no re-cast on every step — autocast only caches casts
 of weights that require grad) and the adapter weights in fp32, with matmuls under bf16 autocast.
 Full fine-tuning keeps fp32 master weights and computes under the same autocast.

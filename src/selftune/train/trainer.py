@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from selftune.errors import SelftuneError
+from selftune.hardware import autocast_dtype, set_threads, training_device
 from selftune.models.resolve import resolve_model
 from selftune.models.tokenizer import context_length, load_tokenizer
 from selftune.store.atomic import atomic_write
@@ -26,7 +27,6 @@ from selftune.train.batching import epoch_steps, micro_batches
 from selftune.train.config import TrainConfig
 from selftune.train.dataset import TrainingData, load_training_file
 from selftune.train.distributed import init_distributed
-from selftune.train.hardware import autocast_dtype, set_threads, training_device
 from selftune.train.hyperparams import Hyperparameters, learning_rate_at, resolve
 from selftune.train.metrics import EventLog, write_results_csv
 from selftune.train.model_setup import (

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from selftune.api.errors import bad_request, not_found
 from selftune.api.pagination import page
-from selftune.data.formats import text_of
+from selftune.models.content import text_of
 from selftune.store.db import Database
 from selftune.store.tables import CompletionRow
 
