@@ -7,15 +7,21 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
+import annotated_types
 import typer
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Column, Table
 
+from selftune.config import LOCAL_BASE_URL
 from selftune.data.problems import count_of
+from selftune.distill.config import DistillConfig, StoredDistillConfig
 from selftune.errors import SelftuneError
+from selftune.evals.config import EvalConfig
 from selftune.models.registry import DEFAULT_MODEL
+from selftune.train.config import TrainConfig
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Self-hosted, OpenAI-compatible fine-tuning of open language models.")
@@ -39,6 +45,47 @@ class PurposeOption(str, Enum):
 class SourceFormat(str, Enum):
     csv = "csv"
     prompt_completion = "prompt-completion"
+
+
+def option(config: type[BaseModel], name: str, *param_decls: str, hint: str = "", **kwargs: Any) -> Any:
+    """A typer option for field ``name`` of ``config``: its help text and its range (ge/le) come from
+    the field, so a command and the Python API can't drift apart. ``hint`` adds what only the command
+    line needs to say (a syntax such as "auto or N")."""
+    field = config.model_fields[name]
+    for constraint in field.metadata:
+        if isinstance(constraint, annotated_types.Ge):
+            kwargs.setdefault("min", constraint.ge)
+        elif isinstance(constraint, annotated_types.Le):
+            kwargs.setdefault("max", constraint.le)
+    return typer.Option(*param_decls, help=" ".join(filter(None, [field.description, hint])), **kwargs)
+
+
+class Defaults:
+    """``Defaults(Config).field`` is that field's default: what a typer parameter's ``= ...`` takes, so
+    the default lives in the config alone."""
+
+    def __init__(self, config: type[BaseModel]):
+        self._config = config
+
+    def __getattr__(self, name: str) -> Any:
+        field = self._config.model_fields[name]
+        if field.is_required():
+            raise AttributeError(f"{self._config.__name__}.{name} has no default")
+        return field.get_default(call_default_factory=True)
+
+
+TRAIN, EVAL, DISTILL, STORED = Defaults(TrainConfig), Defaults(EvalConfig), Defaults(DistillConfig), Defaults(StoredDistillConfig)
+# the choices of a Literal field, as the option's type (typer lists them and refuses others)
+TrainMethod = TrainConfig.model_fields["method"].annotation
+Precision = TrainConfig.model_fields["precision"].annotation
+
+
+def build(config: type[BaseModel], **values: Any) -> Any:
+    """``config(**values)``, its validation errors as one line naming each field."""
+    try:
+        return config(**values)
+    except ValidationError as exc:
+        raise SelftuneError("; ".join(_validation_message(e) for e in exc.errors())) from None
 
 
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Base model whose tokenizer and chat template to use.")]
@@ -200,19 +247,14 @@ def data_split(
               f"{summary.valid:,} -> {summary.valid_path}{strata}")
 
 
-class MethodOption(str, Enum):
-    supervised = "supervised"
-    dpo = "dpo"
-
-
-def _auto(value: str, kind: type, option: str):
+def _auto(value: str, kind: type, flag: str):
     """"auto" or a number, as the hosted API's hyperparameters take them."""
     if value == "auto":
         return value
     try:
         return kind(value)
     except ValueError:
-        raise typer.BadParameter(f"expected 'auto' or a number, got {value!r}", param_hint=option) from None
+        raise typer.BadParameter(f"expected 'auto' or a number, got {value!r}", param_hint=flag) from None
 
 
 def _seconds(value: str | None) -> float | None:
@@ -230,51 +272,50 @@ def _seconds(value: str | None) -> float | None:
 
 @app.command("train")
 def train(
-    train_file: Annotated[Path, typer.Option("--train", help="Training file (chat JSONL, or preference JSONL for dpo).")],
-    valid_file: Annotated[Optional[Path], typer.Option("--valid", help="Validation file, evaluated every epoch.")] = None,
-    model: ModelOption = DEFAULT_MODEL,
-    method: Annotated[MethodOption, typer.Option(help="supervised or dpo.")] = MethodOption.supervised,
-    full: Annotated[bool, typer.Option("--full", help="Train every weight instead of a LoRA adapter.")] = False,
-    epochs: Annotated[str, typer.Option("--epochs", help="n_epochs: auto or N.")] = "auto",
-    batch_size: Annotated[str, typer.Option(help="Examples per step on average: auto or N.")] = "auto",
-    lr_multiplier: Annotated[str, typer.Option(help="learning_rate_multiplier: auto or X.")] = "auto",
-    beta: Annotated[str, typer.Option(help="DPO beta: auto or X.")] = "auto",
-    lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
-    lora_alpha: Annotated[Optional[int], typer.Option(help="LoRA alpha (default 2 x rank).")] = None,
-    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.0,
-    lora_targets: Annotated[str, typer.Option(help="Modules that get adapters: all-linear, or names like q_proj,v_proj.")] = "all-linear",
-    seed: Annotated[int, typer.Option(help="Seed for data order, initialisation and dropout.")] = 0,
-    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("selftune-out"),
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --out.")] = False,
-    time_budget: Annotated[Optional[str], typer.Option(help="Finish within this time, e.g. 10m: the schedule is planned to fit.")] = None,
-    max_length: Annotated[Optional[int], typer.Option(help="Cut examples longer than this many tokens.")] = None,
-    eval_every: Annotated[Optional[int], typer.Option(help="Also evaluate every N steps.")] = None,
-    early_stopping: Annotated[Optional[int], typer.Option(help="Stop after N evaluations without a better validation loss.")] = None,
-    precision: Annotated[str, typer.Option(help="auto (bf16 where the hardware has it), bf16 or fp32.")] = "auto",
-    events: Annotated[Optional[Path], typer.Option("--events", help="Append one JSON line per step/eval/checkpoint here.")] = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    train_file: Annotated[Path, option(TrainConfig, "train_file", "--train")],
+    valid_file: Annotated[Optional[Path], option(TrainConfig, "valid_file", "--valid")] = TRAIN.valid_file,
+    model: Annotated[str, option(TrainConfig, "model", "--model", "-m")] = TRAIN.model,
+    method: Annotated[TrainMethod, option(TrainConfig, "method")] = TRAIN.method,
+    full: Annotated[bool, option(TrainConfig, "full", "--full")] = TRAIN.full,
+    epochs: Annotated[str, option(TrainConfig, "n_epochs", "--epochs", hint="Takes auto or N.")] = TRAIN.n_epochs,
+    batch_size: Annotated[str, option(TrainConfig, "batch_size", hint="Takes auto or N.")] = TRAIN.batch_size,
+    lr_multiplier: Annotated[str, option(TrainConfig, "learning_rate_multiplier", "--lr-multiplier", hint="Takes auto or a number.")] = TRAIN.learning_rate_multiplier,
+    beta: Annotated[str, option(TrainConfig, "beta", hint="Takes auto or a number.")] = TRAIN.beta,
+    lora_rank: Annotated[int, option(TrainConfig, "lora_rank")] = TRAIN.lora_rank,
+    lora_alpha: Annotated[Optional[int], option(TrainConfig, "lora_alpha")] = TRAIN.lora_alpha,
+    lora_dropout: Annotated[float, option(TrainConfig, "lora_dropout")] = TRAIN.lora_dropout,
+    lora_targets: Annotated[str, option(TrainConfig, "lora_targets", hint="Takes all-linear, or names like q_proj,v_proj.")] = TRAIN.lora_targets,
+    seed: Annotated[int, option(TrainConfig, "seed")] = TRAIN.seed,
+    out_dir: Annotated[Path, option(TrainConfig, "out", "--out")] = TRAIN.out,
+    resume: Annotated[bool, option(TrainConfig, "resume", "--resume")] = TRAIN.resume,
+    time_budget: Annotated[Optional[str], option(TrainConfig, "time_budget", hint="Takes a duration: 600, 90s, 10m or 1.5h.")] = TRAIN.time_budget,
+    max_length: Annotated[Optional[int], option(TrainConfig, "max_length")] = TRAIN.max_length,
+    eval_every: Annotated[Optional[int], option(TrainConfig, "eval_every")] = TRAIN.eval_every,
+    early_stopping: Annotated[Optional[int], option(TrainConfig, "early_stopping_patience", "--early-stopping")] = TRAIN.early_stopping_patience,
+    keep_checkpoints: Annotated[int, option(TrainConfig, "keep_checkpoints")] = TRAIN.keep_checkpoints,
+    precision: Annotated[Precision, option(TrainConfig, "precision")] = TRAIN.precision,
+    share_prefixes: Annotated[bool, option(TrainConfig, "share_prefixes")] = TRAIN.share_prefixes,
+    events: Annotated[Optional[Path], option(TrainConfig, "events_file", "--events")] = TRAIN.events_file,
+    # on by default here (shown only when the output is a terminal), off in the Python API
+    progress: Annotated[bool, option(TrainConfig, "progress")] = True,
 ) -> None:
     """Fine-tune a base model: LoRA (default) or --full, supervised or DPO."""
-    from pydantic import ValidationError
     from transformers.utils import logging as transformers_logging
 
-    from selftune.train import TrainConfig, run
+    from selftune.train import run
 
     transformers_logging.disable_progress_bar()  # "Loading weights" bars; ours reports the training itself
     from selftune.train.dataset import InvalidTrainingFile
 
-    try:
-        config = TrainConfig(
-            model=model, train_file=train_file, valid_file=valid_file, method=method.value, full=full,
-            n_epochs=_auto(epochs, int, "--epochs"), batch_size=_auto(batch_size, int, "--batch-size"),
-            learning_rate_multiplier=_auto(lr_multiplier, float, "--lr-multiplier"), beta=_auto(beta, float, "--beta"),
-            lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-            lora_targets=lora_targets if lora_targets == "all-linear" else [t.strip() for t in lora_targets.split(",") if t.strip()],
-            seed=seed, out=out_dir,
-            resume=resume, time_budget=_seconds(time_budget), max_length=max_length, eval_every=eval_every,
-            early_stopping_patience=early_stopping, precision=precision, events_file=events, progress=progress and out.is_terminal)
-    except ValidationError as exc:
-        raise SelftuneError("; ".join(_validation_message(e) for e in exc.errors())) from None
+    config = build(
+        TrainConfig, model=model, train_file=train_file, valid_file=valid_file, method=method, full=full,
+        n_epochs=_auto(epochs, int, "--epochs"), batch_size=_auto(batch_size, int, "--batch-size"),
+        learning_rate_multiplier=_auto(lr_multiplier, float, "--lr-multiplier"), beta=_auto(beta, float, "--beta"),
+        lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+        lora_targets=lora_targets if lora_targets == "all-linear" else [t.strip() for t in lora_targets.split(",") if t.strip()],
+        seed=seed, out=out_dir, resume=resume, time_budget=_seconds(time_budget), max_length=max_length,
+        eval_every=eval_every, early_stopping_patience=early_stopping, keep_checkpoints=keep_checkpoints,
+        precision=precision, share_prefixes=share_prefixes, events_file=events, progress=progress and out.is_terminal)
     try:
         result = run(config)
     except InvalidTrainingFile as exc:
@@ -391,7 +432,7 @@ def worker_command(home: HomeOption = None) -> None:
 @app.command("chat")
 def chat_command(
     model: Annotated[str, typer.Argument(help="A base model, a fine-tuned model (ft:...) or a checkpoint.")],
-    base_url: Annotated[str, typer.Option(envvar="OPENAI_BASE_URL", help="The selftune server.")] = "http://127.0.0.1:8000/v1",
+    base_url: Annotated[str, typer.Option(envvar="OPENAI_BASE_URL", help="The selftune server.")] = LOCAL_BASE_URL,
     api_key: Annotated[str, typer.Option(envvar="OPENAI_API_KEY", help="An API key (any, in local mode).")] = "local",
     system: Annotated[Optional[str], typer.Option(help="A system message to start the conversation with.")] = None,
     temperature: Annotated[float, typer.Option(min=0, max=2)] = 0.7,
@@ -430,44 +471,31 @@ def chat_command(
 
 @app.command("eval")
 def eval_command(
-    data: Annotated[Path, typer.Option("--data", help="Held-out chat JSONL: each example's last message is the "
-                                                     "reference answer.")],
-    models: Annotated[list[str], typer.Option("--model", "-m", help="A model to evaluate (repeat the option for "
-                                                                    "several): ft:... or a base model.")],
-    few_shot: Annotated[int, typer.Option("--few-shot", min=0, help="Examples in the prompt of base models "
-                                                                  "(models not named ft:...).")] = 0,
-    few_shot_from: Annotated[Optional[Path], typer.Option(help="The training file the few-shot examples and "
-                                                               "the label set come from.")] = None,
-    graders: Annotated[Optional[list[str]], typer.Option("--grader", help="exact, normalized, classification, "
-                                                         "json, regex:PATTERN, embedding[:MODEL], judge:MODEL "
-                                                         "(default: classification when the answers are "
-                                                         "labels, else normalized).")] = None,
-    base_url: Annotated[Optional[str], typer.Option(help="Any OpenAI-compatible endpoint (default: the local "
-                                                         "selftune server, started if none is running).")] = None,
-    api_key: Annotated[Optional[str], typer.Option(envvar="OPENAI_API_KEY", help="API key of the endpoint.")] = None,
-    judge_base_url: Annotated[Optional[str], typer.Option(help="Endpoint of the judge model, if elsewhere.")] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 4,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate a seeded random sample of this many "
-                                                             "examples.")] = None,
-    seed: int = 0,
-    max_tokens: Annotated[Optional[int], typer.Option(min=1, help="Answer length cap (default: from the longest "
-                                                                  "reference).")] = None,
-    hourly_price: Annotated[float, typer.Option(min=0, help="Dollars an hour this machine costs (for the local "
-                                                            "cost column).")] = 0.10,
-    prices: Annotated[Optional[list[str]], typer.Option("--price", help="NAME=INPUT:OUTPUT dollars per million "
-                                                        "tokens: adds what the same tokens would cost there.")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Where report.html, report.json and results.jsonl go.")]
-    = Path("eval-report"),
+    data: Annotated[Path, option(EvalConfig, "data", "--data")],
+    models: Annotated[list[str], option(EvalConfig, "models", "--model", "-m")],
+    few_shot: Annotated[int, option(EvalConfig, "few_shot", "--few-shot")] = EVAL.few_shot,
+    few_shot_from: Annotated[Optional[Path], option(EvalConfig, "few_shot_from")] = EVAL.few_shot_from,
+    graders: Annotated[Optional[list[str]], option(EvalConfig, "graders", "--grader")] = None,
+    base_url: Annotated[Optional[str], option(EvalConfig, "base_url")] = EVAL.base_url,
+    api_key: Annotated[Optional[str], option(EvalConfig, "api_key", envvar="OPENAI_API_KEY")] = EVAL.api_key,
+    judge_base_url: Annotated[Optional[str], option(EvalConfig, "judge_base_url")] = EVAL.judge_base_url,
+    concurrency: Annotated[int, option(EvalConfig, "concurrency")] = EVAL.concurrency,
+    limit: Annotated[Optional[int], option(EvalConfig, "limit")] = EVAL.limit,
+    seed: Annotated[int, option(EvalConfig, "seed")] = EVAL.seed,
+    max_tokens: Annotated[Optional[int], option(EvalConfig, "max_tokens")] = EVAL.max_tokens,
+    hourly_price: Annotated[float, option(EvalConfig, "hourly_price")] = EVAL.hourly_price,
+    prices: Annotated[Optional[list[str]], option(EvalConfig, "prices", "--price")] = None,
+    out_dir: Annotated[Path, option(EvalConfig, "out", "--out")] = EVAL.out,
 ) -> None:
     """Stage 3: run a held-out set through models and compare quality, prompt tokens, latency and cost."""
-    from selftune.evals import EvalConfig, evaluate
+    from selftune.evals import evaluate
     from selftune.evals.prices import parse_price
     from selftune.evals.report import print_summary, progress_bars
 
-    config = EvalConfig(data=data, models=models, few_shot=few_shot, few_shot_from=few_shot_from,
-                        graders=graders or [], base_url=base_url, api_key=api_key, concurrency=concurrency,
-                        limit=limit, seed=seed, max_tokens=max_tokens, out=out_dir, hourly_price=hourly_price,
-                        prices=[parse_price(p) for p in prices or []], judge_base_url=judge_base_url)
+    config = build(EvalConfig, data=data, models=models, few_shot=few_shot, few_shot_from=few_shot_from,
+                   graders=graders or [], base_url=base_url, api_key=api_key, concurrency=concurrency, limit=limit,
+                   seed=seed, max_tokens=max_tokens, out=out_dir, hourly_price=hourly_price,
+                   prices=[parse_price(p) for p in prices or []], judge_base_url=judge_base_url)
     with progress_bars(err) as progress:
         report = evaluate(config, progress)
     print_summary(report, out)
@@ -476,42 +504,33 @@ def eval_command(
 
 @app.command("distill")
 def distill_command(
-    out_file: Annotated[Path, typer.Option("--out", help="The training file to write (chat JSONL).")],
-    prompts: Annotated[Optional[Path], typer.Option(help="Chat JSONL (a final assistant answer is dropped and "
-                                                         "kept as the grader's reference) or text, a prompt a line.")]
-    = None,
-    teacher_base_url: Annotated[Optional[str], typer.Option(help="The teacher's OpenAI-compatible endpoint.")] = None,
-    teacher_model: Annotated[Optional[str], typer.Option(help="The teacher model.")] = None,
-    api_key: Annotated[Optional[str], typer.Option(envvar="OPENAI_API_KEY", help="The teacher's API key.")] = None,
-    system: Annotated[Optional[str], typer.Option(help="A system message for prompts that have none.")] = None,
-    samples: Annotated[int, typer.Option(min=1, help="Answers per prompt; with --grader the best is kept.")] = 1,
-    temperature: Annotated[Optional[float], typer.Option(min=0, max=2, help="Default: 0 for one sample, 0.7 "
-                                                                            "for several.")] = None,
-    max_tokens: Annotated[int, typer.Option(min=1)] = 1024,
-    graders: Annotated[Optional[list[str]], typer.Option("--grader", help="Scores answers (see `selftune eval`) "
-                                                                          "for best-of-K and --min-score.")] = None,
-    min_score: Annotated[Optional[float], typer.Option(help="Drop prompts whose best answer scores lower.")] = None,
-    keep_truncated: Annotated[bool, typer.Option(help="Keep answers cut off by --max-tokens.")] = False,
-    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 4,
-    timeout: Annotated[float, typer.Option(min=1, help="Seconds per request.")] = 120,
-    max_retries: Annotated[int, typer.Option(min=0, help="Retries on 429, 5xx and connection errors, with "
-                                                         "exponential backoff.")] = 5,
-    cache: Annotated[Optional[Path], typer.Option(help="The resumable answer cache (default: OUT.cache.jsonl).")]
-    = None,
-    prices: Annotated[Optional[list[str]], typer.Option("--price", help="NAME=INPUT:OUTPUT dollars per million "
-                                                        "tokens: the teacher's cost in the summary.")] = None,
+    out_file: Annotated[Path, option(DistillConfig, "out", "--out")],
+    prompts: Annotated[Optional[Path], option(DistillConfig, "prompts")] = None,
+    teacher_base_url: Annotated[Optional[str], option(DistillConfig, "teacher_base_url")] = None,
+    teacher_model: Annotated[Optional[str], option(DistillConfig, "teacher_model")] = None,
+    api_key: Annotated[Optional[str], option(DistillConfig, "api_key", envvar="OPENAI_API_KEY")] = DISTILL.api_key,
+    system: Annotated[Optional[str], option(DistillConfig, "system")] = DISTILL.system,
+    samples: Annotated[int, option(DistillConfig, "samples")] = DISTILL.samples,
+    temperature: Annotated[Optional[float], option(DistillConfig, "temperature")] = DISTILL.temperature,
+    max_tokens: Annotated[int, option(DistillConfig, "max_tokens")] = DISTILL.max_tokens,
+    graders: Annotated[Optional[list[str]], option(DistillConfig, "graders", "--grader")] = None,
+    min_score: Annotated[Optional[float], option(DistillConfig, "min_score")] = DISTILL.min_score,
+    keep_truncated: Annotated[bool, option(DistillConfig, "keep_truncated")] = DISTILL.keep_truncated,
+    concurrency: Annotated[int, option(DistillConfig, "concurrency")] = DISTILL.concurrency,
+    timeout: Annotated[float, option(DistillConfig, "timeout")] = DISTILL.timeout,
+    max_retries: Annotated[int, option(DistillConfig, "max_retries")] = DISTILL.max_retries,
+    cache: Annotated[Optional[Path], option(DistillConfig, "cache")] = DISTILL.cache,
+    prices: Annotated[Optional[list[str]], option(DistillConfig, "prices", "--price")] = None,
     from_stored: Annotated[bool, typer.Option("--from-stored", help="Build the file from completions stored "
                                                                    "with store: true instead.")] = False,
-    metadata: Annotated[Optional[list[str]], typer.Option("--metadata", help="key=value: only stored completions "
-                                                                             "with this metadata.")] = None,
-    base_url: Annotated[str, typer.Option(help="The server holding the stored completions.")]
-    = "http://127.0.0.1:8000/v1",
-    model: Annotated[Optional[str], typer.Option(help="Only stored completions of this model.")] = None,
+    metadata: Annotated[Optional[list[str]], option(StoredDistillConfig, "metadata", "--metadata")] = None,
+    base_url: Annotated[str, option(StoredDistillConfig, "base_url")] = STORED.base_url,
+    model: Annotated[Optional[str], option(StoredDistillConfig, "model")] = STORED.model,
 ) -> None:
     """Build a training set from a stronger model's answers (or from stored completions)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from selftune.distill import DistillConfig, distill
+    from selftune.distill import distill
     from selftune.distill import from_stored as build_from_stored
     from selftune.evals.prices import parse_price
 
@@ -519,15 +538,17 @@ def distill_command(
         pairs = [item.partition("=") for item in metadata or []]
         if any(not sep or not key for key, sep, _ in pairs):
             raise SelftuneError("--metadata takes key=value")
-        summary = build_from_stored(base_url, api_key, out_file, {k: v for k, _, v in pairs}, model, keep_truncated)
+        summary = build_from_stored(build(StoredDistillConfig, out=out_file, base_url=base_url, api_key=api_key,
+                                          metadata={k: v for k, _, v in pairs}, model=model,
+                                          keep_truncated=keep_truncated))
     else:
         if not (prompts and teacher_base_url and teacher_model):
             raise SelftuneError("distill needs --prompts, --teacher-base-url and --teacher-model (or --from-stored)")
-        config = DistillConfig(teacher_base_url=teacher_base_url, teacher_model=teacher_model, prompts=prompts,
-                               out=out_file, api_key=api_key, system=system, samples=samples, temperature=temperature,
-                               max_tokens=max_tokens, graders=graders or [], min_score=min_score,
-                               keep_truncated=keep_truncated, concurrency=concurrency, timeout=timeout, max_retries=max_retries, cache=cache,
-                               prices=[parse_price(p) for p in prices or []])
+        config = build(DistillConfig, teacher_base_url=teacher_base_url, teacher_model=teacher_model,
+                       prompts=prompts, out=out_file, api_key=api_key, system=system, samples=samples,
+                       temperature=temperature, max_tokens=max_tokens, graders=graders or [], min_score=min_score,
+                       keep_truncated=keep_truncated, concurrency=concurrency, timeout=timeout,
+                       max_retries=max_retries, cache=cache, prices=[parse_price(p) for p in prices or []])
         with Progress(TextColumn("teacher answers"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err) as progress:
             def start(total: int):
@@ -535,19 +556,17 @@ def distill_command(
                 return lambda n: progress.advance(task, n)
 
             summary = distill(config, start)
-    dropped = ", ".join(f"{n} {why}" for why, n in summary["dropped"].items()) or "none"
-    out.print(f"✓ {summary['out']}: {summary['kept']} examples from {summary['prompts']} prompts "
+    dropped = ", ".join(f"{n} {why}" for why, n in summary.dropped.items()) or "none"
+    out.print(f"✓ {summary.out}: {summary.kept} examples from {summary.prompts} prompts "
               f"(dropped: {dropped})", markup=False)
-    out.print(f"  teacher requests this run: {summary['requests_this_run']} "
-              f"({summary['failed_requests_this_run']} failed), {summary['answers_reused_from_cache']} answers "
-              f"reused from the cache; summary: {Path(summary['out']).with_suffix('.summary.json')}", markup=False)
-    for problem in summary["check"]:
+    out.print(f"  teacher requests this run: {summary.requests_this_run} "
+              f"({summary.failed_requests_this_run} failed), {summary.answers_reused_from_cache} answers "
+              f"reused from the cache; summary: {Path(summary.out).with_suffix('.summary.json')}", markup=False)
+    for problem in summary.check:
         err.print(f"warning: {problem}", markup=False)
 
 
 def _service_settings():
-    from pydantic import ValidationError
-
     from selftune.config import get_settings
 
     try:

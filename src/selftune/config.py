@@ -11,6 +11,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Where `selftune serve` listens by default, and so where the commands that talk to it look first.
+LOCAL_BASE_URL = "http://127.0.0.1:8000/v1"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SELFTUNE_", extra="ignore")

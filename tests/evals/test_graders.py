@@ -47,8 +47,8 @@ def test_classification_figures_on_a_hand_computed_confusion():
     assert summary["macro_f1"] == pytest.approx((f1_a + 0.5 + 0) / 3)
     assert summary["off_label_answers"] == 1
     confusion = summary["confusion"]
-    assert confusion["columns"] == ["a", "b", "c", "(other)"]
-    assert confusion["matrix"] == [[2, 1, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1]]
+    assert confusion.rows == ["a", "b", "c"] and confusion.columns == ["a", "b", "c", "(other)"]
+    assert confusion.matrix == [[2, 1, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1]]
 
 
 def test_json_fields_and_validity():

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from pydantic import ValidationError
 
 from selftune.errors import SelftuneError
+from selftune.evals.config import EvalConfig, ModelEndpoint
 from selftune.evals.examples import EvalExample, load_examples
 from selftune.evals.fewshot import FewShot, label_set
-from selftune.evals.run import EvalConfig
 from selftune.evals.stats import bootstrap_ci, percentile
 from tests.conftest import write_jsonl
 
@@ -64,7 +65,24 @@ def test_examples_need_a_final_answer_and_sample_with_a_seed(tmp_path):
 def test_few_shot_examples_never_come_from_the_test_file(tmp_path):
     path = tmp_path / "test.jsonl"
     path.write_text("")
-    with pytest.raises(SelftuneError, match="--few-shot-from is the test file"):
-        EvalConfig(data=path, models=["m"], few_shot=3, few_shot_from=path).check()
-    with pytest.raises(SelftuneError, match="--few-shot needs --few-shot-from"):
-        EvalConfig(data=path, models=["m"], few_shot=3).check()
+    with pytest.raises(ValidationError, match="--few-shot-from is the test file"):
+        EvalConfig(data=path, models=["m"], few_shot=3, few_shot_from=path)
+    with pytest.raises(ValidationError, match="--few-shot needs --few-shot-from"):
+        EvalConfig(data=path, models=["m"], few_shot=3)
+    with pytest.raises(ValidationError, match="name at least one --model"):
+        EvalConfig(data=path, models=[])
+    with pytest.raises(ValidationError, match="concurrency"):
+        EvalConfig(data=path, models=["m"], concurrency=0)
+
+
+def test_a_bare_model_id_is_reached_through_the_runs_endpoint(tmp_path):
+    config = EvalConfig(data=tmp_path / "test.jsonl", models=["tiny", {"model": "old", "base_url": "http://x/v1",
+                                                                        "api_key": "k"}])
+    assert config.models == [ModelEndpoint(model="tiny"), ModelEndpoint(model="old", base_url="http://x/v1",
+                                                                         api_key="k")]
+    assert config.needs_run_endpoint  # tiny has no endpoint of its own
+    alone = EvalConfig(data=tmp_path / "test.jsonl", models=[{"model": "old", "base_url": "http://x/v1"}])
+    assert not alone.needs_run_endpoint
+    judged = EvalConfig(data=tmp_path / "test.jsonl", models=[{"model": "old", "base_url": "http://x/v1"}],
+                        graders=["judge:big"])
+    assert judged.needs_run_endpoint  # the judge is reached through the run's endpoint

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import openai
 
+from selftune.config import LOCAL_BASE_URL
 from selftune.errors import SelftuneError
-
-DEFAULT_URL = "http://127.0.0.1:8000/v1"
 
 
 def _listening(url: str, api_key: str) -> bool:
@@ -39,8 +38,8 @@ def free_port() -> int:
 def local_server(log_file: Path, api_key: str = "local", timeout_s: float = 120) -> Iterator[str]:
     """The base URL of a selftune server: the one on the default port if it answers, else a new
     ``selftune serve`` on a free port (its output in ``log_file``), stopped on exit."""
-    if _listening(DEFAULT_URL, api_key):
-        yield DEFAULT_URL
+    if _listening(LOCAL_BASE_URL, api_key):
+        yield LOCAL_BASE_URL
         return
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"

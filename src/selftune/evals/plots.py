@@ -4,6 +4,11 @@ no JavaScript)."""
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from selftune.evals.graders.classification import Confusion
+    from selftune.evals.results import ModelResult
 
 COLORS = {"fine-tuned": "#2a9d8f", "base": "#e76f51"}
 
@@ -29,8 +34,8 @@ def _svg(fig) -> str:
     return text[text.index("<svg"):]  # drop the XML prolog and doctype: the SVG sits inside HTML
 
 
-def _color(result: dict) -> str:
-    return COLORS["fine-tuned" if result["kind"] == "fine-tuned" else "base"]
+def _color(result: ModelResult) -> str:
+    return COLORS["fine-tuned" if result.fine_tuned else "base"]
 
 
 def short_name(model: str) -> str:
@@ -45,16 +50,16 @@ def short_name(model: str) -> str:
     return f"ft:…:{tail}" + (f":ckpt-{parsed.step}" if parsed.step is not None else "")
 
 
-def _names(results: list[dict]) -> list[str]:
-    return [f"{short_name(r['model'])}\n({r['kind']})" for r in results]
+def _names(results: list[ModelResult]) -> list[str]:
+    return [f"{short_name(r.model)}\n({r.kind})" for r in results]
 
 
-def quality(results: list[dict], grader: str) -> str:
+def quality(results: list[ModelResult], grader: str) -> str:
     """Mean score per model with its 95% bootstrap interval."""
     fig, ax = _figure(6, 0.6 + 0.55 * len(results))
-    means = [r["quality"][grader]["mean"] for r in results]
-    lows = [m - r["quality"][grader]["ci95"][0] for m, r in zip(means, results, strict=True)]
-    highs = [r["quality"][grader]["ci95"][1] - m for m, r in zip(means, results, strict=True)]
+    means = [r.quality[grader].mean for r in results]
+    lows = [m - r.quality[grader].ci95[0] for m, r in zip(means, results, strict=True)]
+    highs = [r.quality[grader].ci95[1] - m for m, r in zip(means, results, strict=True)]
     y = range(len(results))
     ax.barh(y, means, xerr=[lows, highs], color=[_color(r) for r in results], capsize=4)
     for i, m in enumerate(means):
@@ -66,12 +71,12 @@ def quality(results: list[dict], grader: str) -> str:
     return _svg(fig)
 
 
-def tokens(results: list[dict]) -> str:
+def tokens(results: list[ModelResult]) -> str:
     """Prompt and completion tokens per request."""
     fig, ax = _figure(6, 0.6 + 0.55 * len(results))
     y = range(len(results))
-    prompt = [r["prompt_tokens"] for r in results]
-    completion = [r["completion_tokens"] for r in results]
+    prompt = [r.prompt_tokens for r in results]
+    completion = [r.completion_tokens for r in results]
     ax.barh(y, prompt, color=[_color(r) for r in results], label="prompt")
     ax.barh(y, completion, left=prompt, color="#adb5bd", label="completion")
     for i, (p, c) in enumerate(zip(prompt, completion, strict=True)):
@@ -84,10 +89,10 @@ def tokens(results: list[dict]) -> str:
     return _svg(fig)
 
 
-def latency(results: list[dict]) -> str:
+def latency(results: list[ModelResult]) -> str:
     """Each request's latency, per model: a box plot over the points."""
     fig, ax = _figure(6, 0.6 + 0.55 * len(results))
-    data = [r["latency_s"]["all"] for r in results]
+    data = [r.latency_s.all for r in results]
     ax.boxplot(data, vert=False, widths=0.5, showfliers=False)
     for i, (values, r) in enumerate(zip(data, results, strict=True)):
         ax.scatter(values, [i + 1] * len(values), s=6, alpha=0.4, color=_color(r))
@@ -97,12 +102,12 @@ def latency(results: list[dict]) -> str:
     return _svg(fig)
 
 
-def confusion(summary: dict, title: str) -> str:
+def confusion(summary: Confusion, title: str) -> str:
     """Reference label (rows) against answered label (columns), counts as shades."""
     import numpy as np
 
-    rows, columns = summary["rows"], summary["columns"]
-    matrix = np.asarray(summary["matrix"], dtype=float)
+    rows, columns = summary.rows, summary.columns
+    matrix = np.asarray(summary.matrix, dtype=float)
     size = min(11, 2 + 0.12 * len(columns))
     fig, ax = _figure(size, size)
     ax.imshow(matrix, cmap="Blues", aspect="auto")

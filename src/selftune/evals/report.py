@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from selftune.evals import plots
+from selftune.evals.results import EvalReport, ExampleResult
 from selftune.store.atomic import atomic_write
 
 WRONG_SHOWN = 25  # wrong answers listed per model in the HTML
@@ -29,54 +30,58 @@ def progress_bars(console: Console) -> Iterator[Callable[[str, int], Callable[[i
         yield start
 
 
-def print_summary(report: dict, console: Console) -> None:
-    grader = report["graders"][0]
-    table = Table(title=f"{report['data']} · {report['examples']} examples · {grader}")
+def print_summary(report: EvalReport, console: Console) -> None:
+    grader = report.grader
+    table = Table(title=f"{report.data} · {report.examples} examples · {grader}")
     for column in ("model", "kind", "quality (95% CI)", "prompt tok", "answer tok", "latency p50 / p95",
                    "req/s", "cost / 1k req (local)"):
         table.add_column(column, justify="left" if column in ("model", "kind") else "right")
-    for price in report["prices"]:
-        table.add_column(f"at {price['name']} prices", justify="right")
-    for r in report["models"]:
-        q = r["quality"][grader]
-        table.add_row(r["model"], r["kind"], f"{q['mean']:.1%} ({q['ci95'][0]:.1%}–{q['ci95'][1]:.1%})",
-                      f"{r['prompt_tokens']:,.0f}", f"{r['completion_tokens']:,.1f}",
-                      f"{r['latency_s']['p50']:.2f} / {r['latency_s']['p95']:.2f} s",
-                      f"{r['requests_per_s']:.2f}" if r["requests_per_s"] else "–",
-                      f"${r['cost_per_1000']['local']:.4f}",
-                      *[f"${r['cost_per_1000'][p['name']]:.4f}" for p in report["prices"]])
+    for price in report.prices:
+        table.add_column(f"at {price.name} prices", justify="right")
+    for r in report.models:
+        q = r.quality[grader]
+        table.add_row(r.model, r.kind, f"{q.mean:.1%} ({q.ci95[0]:.1%}–{q.ci95[1]:.1%})",
+                      f"{r.prompt_tokens:,.0f}", f"{r.completion_tokens:,.1f}",
+                      f"{r.latency_s.p50:.2f} / {r.latency_s.p95:.2f} s",
+                      f"{r.requests_per_s:.2f}" if r.requests_per_s else "–",
+                      f"${r.cost_per_1000['local']:.4f}",
+                      *[f"${r.cost_per_1000[p.name]:.4f}" for p in report.prices])
     console.print(table)
     for line in bought(report):
         console.print(f"  {line}")
-    errors = [r for r in report["models"] if r["errors"]]
-    for r in errors:
-        console.print(f"  [red]{r['model']}: {r['errors']} requests failed (graded as wrong)[/]")
+    for r in report.models:
+        if r.errors:
+            console.print(f"  [red]{r.model}: {r.errors} requests failed (graded as wrong)[/]")
 
 
-def bought(report: dict) -> list[str]:
+RATIOS = (("prompt_tokens_ratio", "fewer prompt tokens"), ("latency_p50_ratio", "lower latency"),
+          ("local_cost_ratio", "lower cost"))
+
+
+def bought(report: EvalReport) -> list[str]:
     """One sentence per fine-tuned/base pair: what fine-tuning bought."""
     lines = []
-    for c in report["comparisons"]:
-        parts = [f"{c['quality_gain'] * 100:+.1f} points of {c['grader']}"]
-        for key, what in (("prompt_tokens_ratio", "fewer prompt tokens"), ("latency_p50_ratio", "lower latency"),
-                          ("local_cost_ratio", "lower cost")):
-            if c[key]:
-                parts.append(f"{c[key]:.1f}× {what}")
-        lines.append(f"{c['fine_tuned']} against {c['base']} ({c['base_kind']}): " + ", ".join(parts))
+    for c in report.comparisons:
+        parts = [f"{c.quality_gain * 100:+.1f} points of {c.grader}"]
+        for name, what in RATIOS:
+            ratio = getattr(c, name)
+            if ratio:
+                parts.append(f"{ratio:.1f}× {what}")
+        lines.append(f"{c.fine_tuned} against {c.base} ({c.base_kind}): " + ", ".join(parts))
     return lines
 
 
-def write_html(report: dict, rows: list[dict], path: Path) -> None:
+def write_html(report: EvalReport, rows: list[ExampleResult], path: Path) -> None:
     from jinja2 import Environment
     from markupsafe import Markup
 
-    grader = report["graders"][0]
-    results = report["models"]
+    grader = report.grader
+    results = report.models
     figures = {"quality": plots.quality(results, grader), "tokens": plots.tokens(results),
                "latency": plots.latency(results)}
-    confusions = [(r["model"], plots.confusion(r["quality"][grader]["confusion"], r["model"]))
-                  for r in results if "confusion" in r["quality"][grader]]
-    wrong = {r["model"]: [row for row in rows if row["model"] == r["model"] and row["scores"][grader] < 1][:WRONG_SHOWN]
+    confusions = [(r.model, plots.confusion(r.quality[grader].confusion, r.model))
+                  for r in results if "confusion" in (r.quality[grader].model_extra or {})]
+    wrong = {r.model: [row for row in rows if row.model == r.model and row.scores[grader] < 1][:WRONG_SHOWN]
              for r in results}
     env = Environment(autoescape=True)
     html = env.from_string(TEMPLATE).render(

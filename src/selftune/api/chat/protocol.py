@@ -6,9 +6,9 @@ it does not support by name, with a 400, instead of silently ignoring it.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 
 class TextPart(BaseModel):
@@ -162,3 +162,61 @@ class ChatCompletionChunk(BaseModel):
     choices: list[ChunkChoice]
     usage: Usage | None = None
     system_fingerprint: str | None = None
+
+
+# Stored completions (store: true), as openai.types.chat names them.
+
+
+class _OmitsUnset(BaseModel):
+    """A shape some of whose fields the hosted API leaves out, rather than sending null, when they
+    have no value: those named in ``omitted_when_none``."""
+
+    omitted_when_none: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        body = handler(self)
+        for name in self.omitted_when_none:
+            if body.get(name) is None:
+                body.pop(name, None)
+        return body
+
+
+class StoredChatCompletion(_OmitsUnset, ChatCompletion):
+    """A stored chat completion: the answer, its metadata, and the sampling settings of the request
+    that the hosted API echoes (each only when the request set it)."""
+
+    omitted_when_none: ClassVar[tuple[str, ...]] = (
+        "temperature", "top_p", "seed", "presence_penalty", "frequency_penalty", "tools", "tool_choice",
+        "response_format")
+
+    metadata: dict[str, str] = Field(default_factory=dict)
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Union[str, dict[str, Any], None] = None
+    response_format: dict[str, Any] | None = None
+
+
+class StoredMessage(_OmitsUnset):
+    """One message of a stored completion's request (``ChatCompletionStoreMessage``): its text, and the
+    content parts when it was sent as parts."""
+
+    omitted_when_none: ClassVar[tuple[str, ...]] = ("name", "tool_calls", "tool_call_id")
+
+    id: str  # <completion id>-<index>
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | None = None
+    content_parts: list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class ChatCompletionDeleted(BaseModel):
+    id: str
+    object: Literal["chat.completion.deleted"] = "chat.completion.deleted"
+    deleted: bool

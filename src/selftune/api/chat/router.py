@@ -10,7 +10,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from selftune.api.auth import Org
-from selftune.api.chat.protocol import ChatCompletion, ChatCompletionRequest
+from selftune.api.chat.protocol import (
+    ChatCompletion,
+    ChatCompletionDeleted,
+    ChatCompletionRequest,
+    StoredChatCompletion,
+)
 from selftune.api.chat.service import ChatService
 from selftune.api.chat.stored import StoredCompletions
 from selftune.api.metadata import check_metadata, metadata_filter
@@ -50,21 +55,21 @@ def list_stored(request: Request, org: Org, service: Stored, model: str | None =
                 limit: Limit = 20, order: str = "asc") -> dict:
     data, more = service.list(org, model=model, metadata=metadata_filter(request), after=after, limit=limit,
                               order=order)
-    return list_body(data, more)
+    return list_body([d.model_dump() for d in data], more)
 
 
-@router.get("/completions/{completion_id}")
-def retrieve_stored(completion_id: str, org: Org, service: Stored) -> dict:
+@router.get("/completions/{completion_id}", response_model=StoredChatCompletion)
+def retrieve_stored(completion_id: str, org: Org, service: Stored):
     return service.retrieve(org, completion_id)
 
 
-@router.post("/completions/{completion_id}")
-def update_stored(completion_id: str, body: MetadataUpdate, org: Org, service: Stored) -> dict:
+@router.post("/completions/{completion_id}", response_model=StoredChatCompletion)
+def update_stored(completion_id: str, body: MetadataUpdate, org: Org, service: Stored):
     return service.update(org, completion_id, check_metadata(body.metadata))
 
 
-@router.delete("/completions/{completion_id}")
-def delete_stored(completion_id: str, org: Org, service: Stored) -> dict:
+@router.delete("/completions/{completion_id}", response_model=ChatCompletionDeleted)
+def delete_stored(completion_id: str, org: Org, service: Stored):
     return service.delete(org, completion_id)
 
 
@@ -72,4 +77,4 @@ def delete_stored(completion_id: str, org: Org, service: Stored) -> dict:
 def stored_messages(completion_id: str, org: Org, service: Stored, after: str | None = None, limit: Limit = 20,
                     order: str = "asc") -> dict:
     data, more = service.messages(org, completion_id, after, limit, order)
-    return list_body(data, more)
+    return list_body([d.model_dump() for d in data], more)

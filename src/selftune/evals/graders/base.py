@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 from abc import ABC
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 from selftune.errors import SelftuneError
+
+if TYPE_CHECKING:
+    import openai
 
 GRADERS: dict[str, type[Grader]] = {}
 
 
 @dataclass
 class GradingContext:
-    """What a grader may need beyond the answers: the label set of a classification, and a client
-    for graders that ask a model (a judge)."""
+    """What a grader may need beyond the answers: the label set of a classification, and for graders
+    that ask a model (a judge) the endpoint to ask and how many requests to keep in flight."""
 
     labels: list[str] | None = None
-    client: Any = None  # an openai.OpenAI
-    options: dict[str, Any] = field(default_factory=dict)
+    client: openai.OpenAI | None = None  # the run's endpoint
+    judge_client: openai.OpenAI | None = None  # the judge's own endpoint, when it is elsewhere
+    concurrency: int = 4
+
+    @property
+    def judge(self) -> openai.OpenAI | None:
+        return self.judge_client or self.client
 
 
 class Grader(ABC):

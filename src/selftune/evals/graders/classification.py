@@ -5,10 +5,21 @@ from __future__ import annotations
 
 from collections import Counter
 
+from pydantic import BaseModel
+
 from selftune.evals.graders.base import Grader
 from selftune.evals.graders.exact import normalise
 
 OTHER = "(other)"  # an answer that is none of the labels
+
+
+class Confusion(BaseModel):
+    """Counts of reference label (rows) against answered label (columns, plus OTHER when some answer
+    was none of the labels)."""
+
+    rows: list[str]
+    columns: list[str]
+    matrix: list[list[int]]
 
 
 class Classification(Grader):
@@ -40,6 +51,6 @@ class Classification(Grader):
             "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0,
             "off_label_answers": predicted.count(OTHER),
             "per_class": per_class,
-            "confusion": {"rows": labels, "columns": columns,
-                          "matrix": [[pairs[(r, c)] for c in columns] for r in labels]},
+            "confusion": Confusion(rows=labels, columns=columns,
+                                   matrix=[[pairs[(r, c)] for c in columns] for r in labels]),
         }

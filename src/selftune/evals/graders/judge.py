@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
-
-import openai
 
 from selftune.evals.graders.base import Grader
+from selftune.evals.requests import ChatRequest, Reply, ask_all
 
 JUDGE_ERROR = "judge error: "
 
@@ -29,32 +27,33 @@ class ModelJudge(Grader):
     description = "a judge model scores each answer 1-5 against the reference (mapped to 0-1)"
 
     def score_all(self, answers: list[str], references: list[str]) -> list[float]:
-        workers = int(self.context.options.get("concurrency", 4))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(self._judge, answers, references))
+        requests = [ChatRequest([{"role": "system", "content": RUBRIC},
+                                 {"role": "user", "content": f"Reference answer:\n{reference}\n\n"
+                                                             f"Answer to grade:\n{answer}"}])
+                    for answer, reference in zip(answers, references, strict=True)]
+        settings = {"temperature": 0, "max_tokens": 100,
+                    "response_format": {"type": "json_schema", "json_schema": {"name": "grade", "schema": SCHEMA}}}
+        replies = ask_all(self.context.judge, self.argument, requests, settings,
+                          concurrency=self.context.concurrency)
+        results = [_verdict(reply) for reply in replies]
         self.reasons = [reason for _, reason in results]
         return [score for score, _ in results]
-
-    def _judge(self, answer: str, reference: str) -> tuple[float, str]:
-        client = self.context.options.get("judge_client") or self.context.client
-        try:
-            response = client.chat.completions.create(
-                model=self.argument, temperature=0, max_tokens=100,
-                messages=[{"role": "system", "content": RUBRIC},
-                          {"role": "user", "content": f"Reference answer:\n{reference}\n\nAnswer to grade:\n{answer}"}],
-                response_format={"type": "json_schema", "json_schema": {"name": "grade", "schema": SCHEMA}})
-        except openai.APIError as exc:  # counted in the summary, graded 0: never silently dropped
-            return 0.0, f"{JUDGE_ERROR}{type(exc).__name__}: {exc}"
-        text = response.choices[0].message.content or ""
-        try:
-            verdict = json.loads(text)
-            score, reason = int(verdict["score"]), str(verdict.get("reason", ""))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            found = re.search(r"[1-5]", text)  # a judge without structured output: its first digit
-            score, reason = (int(found.group()) if found else 1), text
-        return (min(5, max(1, score)) - 1) / 4, reason
 
     def summary(self, answers: list[str], references: list[str], scores: list[float]) -> dict:
         reasons = getattr(self, "reasons", [])
         return {"judge": self.argument, "judge_errors": sum(r.startswith(JUDGE_ERROR) for r in reasons),
                 "reasons": reasons}
+
+
+def _verdict(reply: Reply) -> tuple[float, str]:
+    """The judge's 1-5 score mapped to [0, 1], and its reason. A failed request scores 0 and is
+    counted in the summary: never silently dropped."""
+    if reply.failed:
+        return 0.0, f"{JUDGE_ERROR}{reply.error}"
+    try:
+        verdict = json.loads(reply.text)
+        score, reason = int(verdict["score"]), str(verdict.get("reason", ""))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        found = re.search(r"[1-5]", reply.text)  # a judge without structured output: its first digit
+        score, reason = (int(found.group()) if found else 1), reply.text
+    return (min(5, max(1, score)) - 1) / 4, reason

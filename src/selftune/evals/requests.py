@@ -1,0 +1,80 @@
+"""Chat requests to any OpenAI-compatible endpoint, many at once: the one loop that evals (the models
+under test, a judge) and distill (a teacher) share.
+
+Each request's outcome comes back in order, as a value: a request that fails after the client's
+retries is a :class:`Reply` with its ``error`` set, never an exception, so one bad answer does not
+lose the hundreds already paid for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import openai
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: list[dict]
+    tools: list[dict] | None = None
+    seed: int | None = None  # distill's K samples of one prompt differ by seed
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str  # the answer's content, "" when there is none
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float  # from sending to the answer (or the failure), retries included
+    refusal: str | None = None
+    finish_reason: str | None = None
+    tool_calls: bool = False  # the answer called a tool
+    error: str | None = None  # "APIStatusError: ..." when the request failed
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+def ask(client: openai.OpenAI, model: str, request: ChatRequest, settings: dict[str, Any]) -> Reply:
+    """One request, its failure kept as a value (after the client's own retries with backoff)."""
+    import openai
+
+    extra = {"tools": request.tools} if request.tools else {}
+    if request.seed is not None:
+        extra["seed"] = request.seed
+    started = time.perf_counter()
+    try:
+        response = client.chat.completions.create(model=model, messages=request.messages, **settings, **extra)
+    except openai.APIError as exc:
+        return Reply("", 0, 0, time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}")
+    latency = time.perf_counter() - started
+    choice, usage = response.choices[0], response.usage
+    return Reply(choice.message.content or "", usage.prompt_tokens if usage else 0,
+                 usage.completion_tokens if usage else 0, latency, refusal=getattr(choice.message, "refusal", None),
+                 finish_reason=choice.finish_reason, tool_calls=bool(choice.message.tool_calls))
+
+
+def ask_all(client: openai.OpenAI, model: str, requests: Sequence[ChatRequest], settings: dict[str, Any], *,
+            concurrency: int, progress: Callable[[int], None] | None = None,
+            on_reply: Callable[[int, Reply], None] | None = None) -> list[Reply]:
+    """Every request's reply, in order, ``concurrency`` in flight at once. ``on_reply(index, reply)``
+    runs as each arrives (distill caches answers then, so a killed run keeps what it paid for)."""
+
+    def one(index: int) -> Reply:
+        try:
+            reply = ask(client, model, requests[index], settings)
+            if on_reply:
+                on_reply(index, reply)
+            return reply
+        finally:
+            if progress:
+                progress(1)
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(pool.map(one, range(len(requests))))

@@ -1,0 +1,99 @@
+"""What an evaluation returns: the shapes ``report.json`` and ``results.jsonl`` hold, and that the
+terminal table, the HTML report and its figures read by attribute."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from selftune.evals.prices import TokenPrice
+
+FINE_TUNED = "fine-tuned"  # the kind of a model whose id starts with ft:
+
+
+class Quality(BaseModel):
+    """One grader's verdict on one model: the mean score with its 95% bootstrap interval, and the
+    grader's own measures beside them (a classification's macro-F1 and confusion matrix, a judge's
+    reasons, ...), kept as extra fields so that each grader may add its kind."""
+
+    model_config = ConfigDict(extra="allow")
+
+    mean: float
+    ci95: tuple[float, float]
+
+
+class Latency(BaseModel):
+    p50: float
+    p95: float
+    mean: float
+    all: list[float]  # every request's, in the order of the examples
+
+
+class ModelResult(BaseModel):
+    model: str
+    kind: str  # "fine-tuned", "base" or "base, K-shot"
+    endpoint: str  # where its requests went
+    requests: int
+    errors: int  # requests that failed after retries (graded as wrong)
+    quality: dict[str, Quality]  # by grader label, in the order of the graders
+    prompt_tokens: float  # per request, mean over the answered ones
+    completion_tokens: float
+    latency_s: Latency
+    wall_s: float
+    requests_per_s: float | None
+    cost_per_1000: dict[str, float]  # "local", then each --price by name
+
+    @property
+    def fine_tuned(self) -> bool:
+        return self.kind == FINE_TUNED
+
+
+class Comparison(BaseModel):
+    """What a fine-tuned model bought against a base model: quality gained, and how many times fewer
+    prompt tokens, less latency and less cost it needed (None where the fine-tuned figure is 0)."""
+
+    fine_tuned: str
+    base: str
+    base_kind: str
+    grader: str
+    quality_gain: float
+    prompt_tokens_ratio: float | None
+    latency_p50_ratio: float | None
+    local_cost_ratio: float | None
+
+
+class EvalReport(BaseModel):
+    """``report.json``: the run's settings and every model's figures."""
+
+    data: str
+    examples: int
+    seed: int
+    endpoint: str | None  # the run's endpoint; None when every model had its own
+    max_tokens: int
+    concurrency: int
+    few_shot: int
+    labels: list[str] | None
+    graders: list[str]
+    hourly_price: float
+    prices: list[TokenPrice]
+    models: list[ModelResult]
+    comparisons: list[Comparison]
+
+    @property
+    def grader(self) -> str:
+        """The grader the table, the figures and the comparisons use: the first one named."""
+        return self.graders[0]
+
+
+class ExampleResult(BaseModel):
+    """One line of ``results.jsonl``: one model's answer to one example, and its scores."""
+
+    model: str
+    line: int
+    prompt: str | None  # the last non-system message
+    reference: str
+    answer: str
+    scores: dict[str, float]  # by grader label
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    error: str | None

@@ -1,0 +1,73 @@
+"""A scripted OpenAI-compatible endpoint (a real uvicorn server): it knows a few models, answers each
+prompt from a table, fails the prompts it is told to, and records who asked for what with which key."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from selftune.evals.local_server import free_port
+
+
+class ScriptedEndpoint:
+    def __init__(self, models: set[str], answers: dict[str, str], failing: frozenset[str] = frozenset()):
+        self.models, self.answers, self.failing = models, answers, failing
+        self.asked: list[tuple[str, str, str]] = []  # (model, Authorization header, prompt)
+        self._lock = threading.Lock()
+        self.port = free_port()
+        app = FastAPI()
+        app.get("/v1/models/{model}")(self._model)
+        app.post("/v1/chat/completions")(self._complete)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> ScriptedEndpoint:
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    async def _model(self, model: str):
+        if model not in self.models:
+            return JSONResponse({"error": {"message": f"no model {model}", "type": "invalid_request_error"}},
+                                status_code=404)
+        return {"id": model, "object": "model", "created": 0, "owned_by": "test"}
+
+    async def _complete(self, request: Request):
+        body = await request.json()
+        prompt = body["messages"][-1]["content"]
+        with self._lock:
+            self.asked.append((body["model"], request.headers.get("authorization"), prompt))
+        if prompt in self.failing:
+            return JSONResponse({"error": {"message": "boom", "type": "server_error"}}, status_code=500)
+        return {"id": "chatcmpl-x", "object": "chat.completion", "created": 0, "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": self.answers.get(prompt, "")},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}}
+
+
+@pytest.fixture
+def scripted_endpoint():
+    """``scripted_endpoint(models, answers, failing)`` starts one; all are stopped after the test."""
+    started = []
+
+    def start(models: set[str], answers: dict[str, str], failing: frozenset[str] = frozenset()) -> ScriptedEndpoint:
+        started.append(ScriptedEndpoint(models, answers, failing).start())
+        return started[-1]
+
+    yield start
+    for endpoint in started:
+        endpoint.stop()
