@@ -96,11 +96,10 @@ def main() -> None:
     rows = [json.loads(line) for line in (work / "distilled.jsonl").read_text().splitlines()]
     agreement = sum(labels.get(r["messages"][1]["content"]) == r["messages"][2]["content"] for r in rows) / len(rows)
     console.print(f"the teacher's labels agree with Banking77's own on {agreement:.1%} of the distilled set")
-    print(json.dumps({"summary": summary, "timings": timings, "label_agreement": agreement,
-                      "models": [{k: r[k] for k in ("model", "kind", "prompt_tokens")} |
-                                 {"latency_p50": r["latency_s"]["p50"],
-                                  "accuracy": r["quality"]["classification"]["mean"],
-                                  "ci95": r["quality"]["classification"]["ci95"]} for r in report["models"]]},
+    print(json.dumps({"summary": summary.model_dump(), "timings": timings, "label_agreement": agreement,
+                      "models": [{"model": r.model, "kind": r.kind, "prompt_tokens": r.prompt_tokens,
+                                  "latency_p50": r.latency_s.p50, "accuracy": r.quality["classification"].mean,
+                                  "ci95": r.quality["classification"].ci95} for r in report.models]},
                      default=str, indent=1))
 
 

@@ -321,7 +321,9 @@ def train(
     except InvalidTrainingFile as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(1) from None
-    if int(os.environ.get("RANK", "0")) != 0:
+    from selftune.train.distributed import is_main_process
+
+    if not is_main_process():
         return  # under accelerate launch / torchrun the first process reports for all
     state = result.state
     final = next((r for r in reversed(state.results) if r.get("valid_loss") is not None), state.results[-1])

@@ -82,6 +82,11 @@ class Distributed:
             dist.barrier()
 
 
+def is_main_process() -> bool:
+    """Whether this is the first process of a launch (or the only one): the one that reports."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def init_distributed(device: torch.device) -> Distributed:
     """Join the process group that ``accelerate launch`` / ``torchrun`` describe in the environment."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
