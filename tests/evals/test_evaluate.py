@@ -45,3 +45,36 @@ def test_no_local_server_is_started_when_every_model_has_its_own_endpoint(script
     assert old.errors == 1 and old.requests == 8  # the failed request is graded as wrong, not dropped
     rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert [r["error"] is not None for r in rows] == [i == 1 for i in range(8)]
+
+
+def test_agreement_with_an_old_model_and_its_per_token_price(scripted_endpoint, tmp_path):
+    """The migration's compare: an old hosted model (billed per token) and a new local one (billed by
+    machine time) on the same prompts; agreement counts the examples where their answers match."""
+    from selftune.evals.prices import TokenPrice
+
+    old_answers = {f"q{i}": "yes" for i in range(8)}
+    new_answers = {f"q{i}": ("Yes." if i < 6 else "no") for i in range(8)}  # agrees on 6 of 8 (case, dot ignored)
+    hosted = scripted_endpoint({"ft:old"}, old_answers)
+    here = scripted_endpoint({"ft:new"}, new_answers)
+    price = TokenPrice(name="hosted-ft", input_per_million=1.0, output_per_million=4.0)
+    report = evaluate(EvalConfig(
+        data=write_jsonl(tmp_path / "test.jsonl", ROWS), out=tmp_path / "out", agreement_with="ft:old",
+        models=[ModelEndpoint(model="ft:old", base_url=hosted.url, price=price),
+                ModelEndpoint(model="ft:new", base_url=here.url)]))
+    (agreed,) = report.agreements
+    assert (agreed.model, agreed.with_model, agreed.share) == ("ft:new", "ft:old", 0.75)
+    assert agreed.ci95[0] < 0.75 < agreed.ci95[1]
+    old, new = report.models
+    assert old.cost_basis == "hosted-ft" and old.own_cost == price.per_thousand_requests(7, 2)
+    assert new.cost_basis == "local" and new.own_cost == new.cost_per_1000["local"] > 0
+    assert "gives the same answer as ft:old on 75.0%" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_agreement_with_must_name_a_model_of_the_run(tmp_path):
+    import pydantic
+    import pytest
+
+    with pytest.raises(pydantic.ValidationError, match="not one of the models"):
+        EvalConfig(data=tmp_path / "t.jsonl", models=["a", "b"], agreement_with="c")
+    with pytest.raises(pydantic.ValidationError, match="named twice"):
+        EvalConfig(data=tmp_path / "t.jsonl", models=["a", "a"])

@@ -23,6 +23,9 @@ class ModelEndpoint(BaseModel):
     model: str = Field(min_length=1, description="The model id the endpoint knows: ft:... or a base model.")
     base_url: str | None = Field(None, description="Its OpenAI-compatible endpoint; default: the run's.")
     api_key: str | None = Field(None, description="Its endpoint's API key; default: the run's.")
+    price: TokenPrice | None = Field(None, description="What its provider charges per token (a hosted model); "
+                                                       "default: its measured time on this machine at the "
+                                                       "hourly price.")
 
 
 class EvalConfig(BaseModel):
@@ -52,6 +55,9 @@ class EvalConfig(BaseModel):
     prices: list[TokenPrice] = Field(
         default_factory=list, description="NAME=INPUT:OUTPUT dollars per million tokens: adds what the same "
                                           "tokens would cost there.")
+    agreement_with: str | None = Field(None, description="A model of the run whose answers the others are "
+                                                          "compared with: how often each gives the same answer "
+                                                          "(an old model that a new one should replace).")
     out: Path = Field(Path("eval-report"), description="Where report.html, report.json and results.jsonl go.")
 
     @field_validator("models", mode="before")
@@ -68,6 +74,10 @@ class EvalConfig(BaseModel):
             raise ValueError("name at least one --model")
         if self.few_shot and self.few_shot_from is None:
             raise ValueError("--few-shot needs --few-shot-from TRAIN.jsonl (examples never come from the test file)")
+        if self.agreement_with is not None and self.agreement_with not in [m.model for m in self.models]:
+            raise ValueError(f"agreement_with {self.agreement_with!r} is not one of the models evaluated")
+        if len({m.model for m in self.models}) != len(self.models):
+            raise ValueError("a model is named twice: each model of a run needs its own id")
         if self.few_shot_from is not None and same_file(self.few_shot_from, self.data):
             raise ValueError("--few-shot-from is the test file: few-shot examples must come from the training data")
         return self

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from selftune.evals import plots
-from selftune.evals.results import EvalReport, ExampleResult
+from selftune.evals.results import LOCAL_COST, EvalReport, ExampleResult
 from selftune.store.atomic import atomic_write
 
 WRONG_SHOWN = 25  # wrong answers listed per model in the HTML
@@ -34,7 +34,7 @@ def print_summary(report: EvalReport, console: Console) -> None:
     grader = report.grader
     table = Table(title=f"{report.data} · {report.examples} examples · {grader}")
     for column in ("model", "kind", "quality (95% CI)", "prompt tok", "answer tok", "latency p50 / p95",
-                   "req/s", "cost / 1k req (local)"):
+                   "req/s", "cost / 1k req (own)"):
         table.add_column(column, justify="left" if column in ("model", "kind") else "right")
     for price in report.prices:
         table.add_column(f"at {price.name} prices", justify="right")
@@ -44,10 +44,10 @@ def print_summary(report: EvalReport, console: Console) -> None:
                       f"{r.prompt_tokens:,.0f}", f"{r.completion_tokens:,.1f}",
                       f"{r.latency_s.p50:.2f} / {r.latency_s.p95:.2f} s",
                       f"{r.requests_per_s:.2f}" if r.requests_per_s else "–",
-                      f"${r.cost_per_1000['local']:.4f}",
+                      f"${r.own_cost:.4f}" + ("" if r.cost_basis == LOCAL_COST else f" ({r.cost_basis})"),
                       *[f"${r.cost_per_1000[p.name]:.4f}" for p in report.prices])
     console.print(table)
-    for line in bought(report):
+    for line in bought(report) + agreed(report):
         console.print(f"  {line}")
     for r in report.models:
         if r.errors:
@@ -71,6 +71,12 @@ def bought(report: EvalReport) -> list[str]:
     return lines
 
 
+def agreed(report: EvalReport) -> list[str]:
+    """One sentence per model compared with the reference model of the run."""
+    return [f"{a.model} gives the same answer as {a.with_model} on {a.share:.1%} of the examples "
+            f"(95% CI {a.ci95[0]:.1%}–{a.ci95[1]:.1%})" for a in report.agreements]
+
+
 def write_html(report: EvalReport, rows: list[ExampleResult], path: Path) -> None:
     from jinja2 import Environment
     from markupsafe import Markup
@@ -85,7 +91,7 @@ def write_html(report: EvalReport, rows: list[ExampleResult], path: Path) -> Non
              for r in results}
     env = Environment(autoescape=True)
     html = env.from_string(TEMPLATE).render(
-        report=report, grader=grader, results=results, bought=bought(report), wrong=wrong,
+        report=report, grader=grader, results=results, bought=bought(report) + agreed(report), wrong=wrong,
         figures={k: Markup(v) for k, v in figures.items()},
         confusions=[(m, Markup(svg)) for m, svg in confusions],
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
@@ -115,7 +121,7 @@ TEMPLATE = """<!doctype html>
 {% if bought %}<div class="bought">{% for line in bought %}<div>{{ line }}</div>{% endfor %}</div>{% endif %}
 <table>
 <tr><th>model</th><th>kind</th><th>{{ grader }} (95% CI)</th><th>prompt tokens</th><th>answer tokens</th>
-<th>latency p50 / p95</th><th>requests/s</th><th>cost / 1,000 requests (local)</th>
+<th>latency p50 / p95</th><th>requests/s</th><th>cost / 1,000 requests (own)</th>
 {% for p in report.prices %}<th>at {{ p.name }} prices</th>{% endfor %}<th>failed</th></tr>
 {% for r in results %}{% set q = r.quality[grader] %}
 <tr><td>{{ r.model }}</td><td class="text">{{ r.kind }}</td>
@@ -123,12 +129,13 @@ TEMPLATE = """<!doctype html>
 <td>{{ "{:,.0f}".format(r.prompt_tokens) }}</td><td>{{ "%.1f" % r.completion_tokens }}</td>
 <td>{{ "%.2f" % r.latency_s.p50 }} / {{ "%.2f" % r.latency_s.p95 }} s</td>
 <td>{{ "%.2f" % r.requests_per_s if r.requests_per_s else "–" }}</td>
-<td>${{ "%.4f" % r.cost_per_1000.local }}</td>
+<td>${{ "%.4f" % r.own_cost }}{% if r.cost_basis != "local" %} ({{ r.cost_basis }}){% endif %}</td>
 {% for p in report.prices %}<td>${{ "%.4f" % r.cost_per_1000[p.name] }}</td>{% endfor %}
 <td{% if r.errors %} class="err"{% endif %}>{{ r.errors }}</td></tr>{% endfor %}
 </table>
-<p class="meta">Local cost: the measured wall time per request at {{ report.hourly_price }} $/hour for this
-machine. Requests ran {{ report.concurrency }} at a time: latency is per request, requests/s the throughput.</p>
+<p class="meta">Own cost: for a model served here, the measured wall time per request at
+{{ report.hourly_price }} $/hour for this machine; for a hosted model, its per-token price (named).
+Requests ran {{ report.concurrency }} at a time: latency is per request, requests/s the throughput.</p>
 <div class="grid">
 <figure><figcaption>Quality</figcaption>{{ figures.quality }}</figure>
 <figure><figcaption>Tokens per request</figcaption>{{ figures.tokens }}</figure>

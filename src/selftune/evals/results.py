@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict
 from selftune.evals.prices import TokenPrice
 
 FINE_TUNED = "fine-tuned"  # the kind of a model whose id starts with ft:
+LOCAL_COST = "local"  # the cost basis of a model served here: its measured time at the hourly price
 
 
 class Quality(BaseModel):
@@ -40,11 +41,26 @@ class ModelResult(BaseModel):
     latency_s: Latency
     wall_s: float
     requests_per_s: float | None
-    cost_per_1000: dict[str, float]  # "local", then each --price by name
+    cost_per_1000: dict[str, float]  # its own cost (under cost_basis), then each --price by name
+    cost_basis: str = LOCAL_COST  # "local": measured time on this machine; else the name of its own price
 
     @property
     def fine_tuned(self) -> bool:
         return self.kind == FINE_TUNED
+
+    @property
+    def own_cost(self) -> float:
+        """What 1,000 of its requests cost where it is served."""
+        return self.cost_per_1000[self.cost_basis]
+
+
+class Agreement(BaseModel):
+    """How often ``model`` gave the same answer as ``with_model`` (see :mod:`selftune.evals.agreement`)."""
+
+    model: str
+    with_model: str
+    share: float
+    ci95: tuple[float, float]
 
 
 class Comparison(BaseModel):
@@ -77,6 +93,7 @@ class EvalReport(BaseModel):
     prices: list[TokenPrice]
     models: list[ModelResult]
     comparisons: list[Comparison]
+    agreements: list[Agreement] = []
 
     @property
     def grader(self) -> str:

@@ -9,14 +9,25 @@ from pathlib import Path
 
 import openai
 
-from selftune.evals.config import EvalConfig
+from selftune.evals.agreement import agreement
+from selftune.evals.config import EvalConfig, ModelEndpoint
 from selftune.evals.examples import EvalExample, load_examples
 from selftune.evals.fewshot import FewShot, label_set
 from selftune.evals.graders import Grader, GradingContext, make_grader
 from selftune.evals.local_server import local_server
 from selftune.evals.prices import local_cost_per_thousand
 from selftune.evals.requests import ChatRequest
-from selftune.evals.results import FINE_TUNED, Comparison, EvalReport, ExampleResult, Latency, ModelResult, Quality
+from selftune.evals.results import (
+    FINE_TUNED,
+    LOCAL_COST,
+    Agreement,
+    Comparison,
+    EvalReport,
+    ExampleResult,
+    Latency,
+    ModelResult,
+    Quality,
+)
 from selftune.evals.runner import ModelRun, check_model, run_model
 from selftune.evals.stats import bootstrap_ci, percentile
 from selftune.models.content import text_of
@@ -61,24 +72,27 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalReport
                                  concurrency=config.concurrency)
         graders = [make_grader(spec, context) for spec in config.graders or
                    (["classification"] if labels else ["normalized"])]
-        endpoints = [(m.model, m.base_url or url, m.api_key or api_key) for m in config.models]
-        for model, model_url, key in endpoints:
-            check_model(clients.get(model_url, key), model)
-        results, rows = [], []
-        for model, model_url, key in endpoints:
+        endpoints = [(m, m.base_url or url, m.api_key or api_key) for m in config.models]
+        for spec, model_url, key in endpoints:
+            check_model(clients.get(model_url, key), spec.model)
+        results, rows, answers = [], [], {}
+        for spec, model_url, key in endpoints:
+            model = spec.model
             shots = few_shot if few_shot is not None and not is_fine_tuned(model) else None
             requests = [ChatRequest(shots.messages(e) if shots else e.messages, e.tools) for e in examples]
             run = run_model(clients.get(model_url, key), model, requests, max_tokens=max_tokens,
                             concurrency=config.concurrency,
                             progress=progress(model, len(requests)) if progress else None)
             kind = FINE_TUNED if is_fine_tuned(model) else (f"base, {len(shots.shots)}-shot" if shots else "base")
-            result, model_rows = _grade(model, kind, model_url, examples, run, graders, config)
+            result, model_rows = _grade(spec, kind, model_url, examples, run, graders, config)
             results.append(result)
             rows += model_rows
+            answers[model] = [a.text.strip() for a in run.answers]
     report = EvalReport(data=str(config.data), examples=len(examples), seed=config.seed, endpoint=url,
                         max_tokens=max_tokens, concurrency=config.concurrency, few_shot=config.few_shot,
                         labels=labels, graders=[g.label for g in graders], hourly_price=config.hourly_price,
-                        prices=config.prices, models=results, comparisons=_comparisons(results))
+                        prices=config.prices, models=results, comparisons=_comparisons(results),
+                        agreements=_agreements(answers, config.agreement_with))
     _write(config.out, report, rows)
     return report
 
@@ -96,8 +110,9 @@ def _run_endpoint(config: EvalConfig, api_key: str) -> Iterator[str | None]:
             yield url
 
 
-def _grade(model: str, kind: str, endpoint: str, examples: list[EvalExample], run: ModelRun,
+def _grade(spec: ModelEndpoint, kind: str, endpoint: str, examples: list[EvalExample], run: ModelRun,
            graders: list[Grader], config: EvalConfig) -> tuple[ModelResult, list[ExampleResult]]:
+    model = spec.model
     answers = [a.text.strip() for a in run.answers]
     references = [e.reference for e in examples]
     quality, scores_by_grader = {}, {}
@@ -119,8 +134,12 @@ def _grade(model: str, kind: str, endpoint: str, examples: list[EvalExample], ru
         latency_s=Latency(p50=percentile(latencies, 50), p95=percentile(latencies, 95),
                           mean=sum(latencies) / len(latencies), all=latencies),
         wall_s=run.wall_s, requests_per_s=n / run.wall_s if run.wall_s else None,
-        cost_per_1000={"local": local_cost_per_thousand(run.wall_s / n, config.hourly_price),
-                       **{p.name: p.per_thousand_requests(prompt_tokens, completion_tokens) for p in config.prices}})
+        cost_per_1000={
+            spec.price.name if spec.price else LOCAL_COST:
+                spec.price.per_thousand_requests(prompt_tokens, completion_tokens) if spec.price
+                else local_cost_per_thousand(run.wall_s / n, config.hourly_price),
+            **{p.name: p.per_thousand_requests(prompt_tokens, completion_tokens) for p in config.prices}},
+        cost_basis=spec.price.name if spec.price else LOCAL_COST)
     rows = [ExampleResult(model=model, line=e.line, prompt=text_of(e.without_system()[-1].get("content"))
                           if e.without_system() else None, reference=e.reference, answer=answer,
                           scores={label: scores[i] for label, scores in scores_by_grader.items()},
@@ -141,7 +160,19 @@ def _comparisons(results: list[ModelResult]) -> list[Comparison]:
                 quality_gain=tuned.quality[grader].mean - base.quality[grader].mean,
                 prompt_tokens_ratio=_ratio(base.prompt_tokens, tuned.prompt_tokens),
                 latency_p50_ratio=_ratio(base.latency_s.p50, tuned.latency_s.p50),
-                local_cost_ratio=_ratio(base.cost_per_1000["local"], tuned.cost_per_1000["local"])))
+                local_cost_ratio=_ratio(base.own_cost, tuned.own_cost)))
+    return out
+
+
+def _agreements(answers: dict[str, list[str]], with_model: str | None) -> list[Agreement]:
+    """Each model's agreement with ``with_model``'s answers, example by example."""
+    if with_model is None:
+        return []
+    out = []
+    for model, mine in answers.items():
+        if model != with_model:
+            share, ci95 = agreement(mine, answers[with_model])
+            out.append(Agreement(model=model, with_model=with_model, share=share, ci95=ci95))
     return out
 
 
