@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -20,6 +21,7 @@ from selftune.data.problems import count_of
 from selftune.distill.config import DistillConfig, StoredDistillConfig
 from selftune.errors import SelftuneError
 from selftune.evals.config import EvalConfig
+from selftune.migrate.config import CaptureConfig, CompareConfig
 from selftune.models.registry import DEFAULT_MODEL
 from selftune.train.config import TrainConfig
 
@@ -75,6 +77,7 @@ class Defaults:
 
 
 TRAIN, EVAL, DISTILL, STORED = Defaults(TrainConfig), Defaults(EvalConfig), Defaults(DistillConfig), Defaults(StoredDistillConfig)
+CAPTURE, COMPARE = Defaults(CaptureConfig), Defaults(CompareConfig)
 # the choices of a Literal field, as the option's type (typer lists them and refuses others)
 TrainMethod = TrainConfig.model_fields["method"].annotation
 Precision = TrainConfig.model_fields["precision"].annotation
@@ -530,18 +533,13 @@ def distill_command(
     model: Annotated[Optional[str], option(StoredDistillConfig, "model")] = STORED.model,
 ) -> None:
     """Build a training set from a stronger model's answers (or from stored completions)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from selftune.distill import distill
     from selftune.distill import from_stored as build_from_stored
     from selftune.evals.prices import parse_price
 
     if from_stored:
-        pairs = [item.partition("=") for item in metadata or []]
-        if any(not sep or not key for key, sep, _ in pairs):
-            raise SelftuneError("--metadata takes key=value")
         summary = build_from_stored(build(StoredDistillConfig, out=out_file, base_url=base_url, api_key=api_key,
-                                          metadata={k: v for k, _, v in pairs}, model=model,
+                                          metadata=_key_values(metadata), model=model,
                                           keep_truncated=keep_truncated))
     else:
         if not (prompts and teacher_base_url and teacher_model):
@@ -551,13 +549,25 @@ def distill_command(
                        temperature=temperature, max_tokens=max_tokens, graders=graders or [], min_score=min_score,
                        keep_truncated=keep_truncated, concurrency=concurrency, timeout=timeout,
                        max_retries=max_retries, cache=cache, prices=[parse_price(p) for p in prices or []])
-        with Progress(TextColumn("teacher answers"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err) as progress:
-            def start(total: int):
-                task = progress.add_task("", total=total)
-                return lambda n: progress.advance(task, n)
+        with _progress_bar("teacher answers") as progress:
+            summary = distill(config, progress)
+    _print_summary(summary)
 
-            summary = distill(config, start)
+
+@contextlib.contextmanager
+def _progress_bar(what: str):
+    """Yields a progress callback for distill-style runs, ``(total) -> advance(n)``: one bar on stderr."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as progress:
+        def start(total: int):
+            task = progress.add_task("", total=total)
+            return lambda n: progress.advance(task, n)
+
+        yield start
+
+
+def _print_summary(summary) -> None:
     dropped = ", ".join(f"{n} {why}" for why, n in summary.dropped.items()) or "none"
     out.print(f"✓ {summary.out}: {summary.kept} examples from {summary.prompts} prompts "
               f"(dropped: {dropped})", markup=False)
@@ -566,6 +576,161 @@ def distill_command(
               f"reused from the cache; summary: {Path(summary.out).with_suffix('.summary.json')}", markup=False)
     for problem in summary.check:
         err.print(f"warning: {problem}", markup=False)
+
+
+# ---- migrate: leaving the hosted service ------------------------------------------------------------
+migrate_app = typer.Typer(no_args_is_help=True, help="Leave the hosted fine-tuning service: inventory, capture, "
+                                                     "replay, compare (docs/migrate.md).")
+app.add_typer(migrate_app, name="migrate")
+HostedKey = Annotated[Optional[str], typer.Option("--api-key", envvar="OPENAI_API_KEY",
+                                                  help="The hosted service's API key (default: OPENAI_API_KEY).")]
+
+
+def _hosted_client(base_url: str, api_key: str | None):
+    import openai
+
+    if not api_key:
+        raise SelftuneError("--api-key (or OPENAI_API_KEY) is needed to read the hosted service")
+    return openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=5, timeout=120)
+
+
+@migrate_app.command("inventory")
+def migrate_inventory(
+    api_key: HostedKey = None,
+    base_url: Annotated[Optional[str], typer.Option(help="The service to take stock of (default: the hosted API).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="A folder with your copies of the training files: a file of "
+                                                      "the same name and size counts as a copy.")] = None,
+    plan_file: Annotated[Path, typer.Option("--out", help="The plan to write (JSON).")] = Path("plan.json"),
+) -> None:
+    """Take stock: every fine-tuning job, checkpoint, file and stored completion of the organisation."""
+    from selftune.migrate.hosted import HOSTED_BASE_URL
+    from selftune.migrate.inventory import inventory
+    from selftune.migrate.plan import save_plan
+
+    url = base_url or HOSTED_BASE_URL
+    if data is not None and not data.is_dir():
+        raise SelftuneError(f"--data {data}: not a folder")
+    with err.status("reading the service") as status:
+        plan = inventory(_hosted_client(url, api_key), base_url=url, data_dir=data,
+                         progress=lambda message: status.update(f"reading {message}"))
+    save_plan(plan, plan_file)
+    table = Table("job", "status", "base", "method", "fine-tuned model", "training data", "stored completions",
+                  "replay", title=f"{url} · {len(plan.jobs)} jobs")
+    for job in plan.jobs:
+        record = plan.files.get(job.training_file)
+        where = ("local copy" if record and record.local_copy else "downloadable" if record and record.downloadable
+                 else "on the service, not downloadable" if record and record.on_service else "deleted")
+        stored = job.stored_completions.count if job.stored_completions else 0
+        table.add_row(job.id, job.status, job.model, job.method, job.fine_tuned_model or "–",
+                      f"{record.filename if record and record.filename else job.training_file} ({where})",
+                      f"{stored:,}", "yes" if job.replay else "no")
+    out.print(table)
+    out.print(f"plan: {plan_file}", markup=False)
+
+
+@migrate_app.command("capture")
+def migrate_capture(
+    model: Annotated[str, option(CaptureConfig, "model", "--model")],
+    out_file: Annotated[Path, option(CaptureConfig, "out", "--out")],
+    api_key: HostedKey = None,
+    base_url: Annotated[Optional[str], option(CaptureConfig, "base_url")] = None,
+    from_stored: Annotated[bool, option(CaptureConfig, "from_stored")] = CAPTURE.from_stored,
+    metadata: Annotated[Optional[list[str]], option(CaptureConfig, "metadata", "--metadata")] = None,
+    prompts: Annotated[Optional[Path], option(CaptureConfig, "prompts")] = CAPTURE.prompts,
+    system: Annotated[Optional[str], option(CaptureConfig, "system")] = CAPTURE.system,
+    concurrency: Annotated[int, option(CaptureConfig, "concurrency")] = CAPTURE.concurrency,
+    max_tokens: Annotated[int, option(CaptureConfig, "max_tokens")] = CAPTURE.max_tokens,
+    keep_truncated: Annotated[bool, option(CaptureConfig, "keep_truncated")] = CAPTURE.keep_truncated,
+    plan_file: Annotated[Optional[Path], option(CaptureConfig, "plan", "--plan")] = None,
+) -> None:
+    """Build a training file from the hosted model's behaviour: its stored completions and/or prompts."""
+    from selftune.migrate.capture import capture
+
+    if not api_key:
+        raise SelftuneError("--api-key (or OPENAI_API_KEY) is needed to read the hosted service")
+    config = build(CaptureConfig, model=model, out=out_file, api_key=api_key, from_stored=from_stored,
+                   metadata=_key_values(metadata), prompts=prompts, system=system, concurrency=concurrency,
+                   max_tokens=max_tokens, keep_truncated=keep_truncated, plan=plan_file,
+                   **({"base_url": base_url} if base_url else {}))
+    with _progress_bar("model answers") as progress:
+        summary = capture(config, progress)
+    _print_summary(summary)
+    if plan_file:
+        out.print(f"  recorded in {plan_file} for `selftune migrate replay`", markup=False)
+
+
+@migrate_app.command("replay")
+def migrate_replay(
+    plan_file: Annotated[Path, typer.Argument(help="The plan `selftune migrate inventory` wrote.")],
+    jobs: Annotated[Optional[list[str]], typer.Option("--job", help="Only this hosted job (repeat for several); "
+                                                                    "default: those the plan marks replay: true.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Train every job on this local base model instead of the "
+                                                      "hosted name (which SELFTUNE_MODEL_ALIASES maps).")] = None,
+    base_url: Annotated[str, typer.Option(help="The selftune server to create the jobs on.")] = LOCAL_BASE_URL,
+    api_key: Annotated[str, typer.Option("--api-key", envvar="SELFTUNE_API_KEY",
+                                         help="That server's API key (any in local mode).")] = "local",
+    source_api_key: Annotated[Optional[str], typer.Option(
+        "--source-api-key", envvar="OPENAI_API_KEY",
+        help="The hosted service's key, to download training files it allows to be downloaded.")] = None,
+    follow: Annotated[bool, typer.Option(help="Follow each job to its end, printing its events.")] = True,
+) -> None:
+    """Recreate the plan's hosted jobs here: same method, hyperparameters, suffix, seed and metadata."""
+    import openai
+
+    from selftune.migrate.plan import load_plan
+    from selftune.migrate.replay import ReplayOptions, replay
+
+    plan = load_plan(plan_file)
+    target = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=3, timeout=120)
+    source = (openai.OpenAI(base_url=plan.source_base_url, api_key=source_api_key, max_retries=5, timeout=600)
+              if source_api_key else None)
+    done = replay(plan, target, source, ReplayOptions(plan_path=plan_file, jobs=jobs, model=model, follow=follow),
+                  say=lambda line: out.print(line, markup=False))
+    for job in done:
+        r = job.replayed
+        out.print(f"{job.id} -> {r.job_id}: {r.status}" + (f", {r.fine_tuned_model}" if r.fine_tuned_model else ""),
+                  markup=False)
+    if any(job.replayed.status == "failed" for job in done):
+        raise typer.Exit(1)
+
+
+@migrate_app.command("compare")
+def migrate_compare(
+    old: Annotated[str, option(CompareConfig, "old", "--old")],
+    new: Annotated[str, option(CompareConfig, "new", "--new")],
+    data: Annotated[Path, option(CompareConfig, "data", "--data")],
+    old_api_key: Annotated[Optional[str], option(CompareConfig, "old_api_key", envvar="OPENAI_API_KEY")] = None,
+    old_price: Annotated[Optional[str], option(CompareConfig, "old_price")] = None,
+    base_url: Annotated[Optional[str], option(CompareConfig, "base_url")] = COMPARE.base_url,
+    api_key: Annotated[Optional[str], option(CompareConfig, "api_key", envvar="SELFTUNE_API_KEY")] = COMPARE.api_key,
+    graders: Annotated[Optional[list[str]], option(CompareConfig, "graders", "--grader")] = None,
+    limit: Annotated[Optional[int], option(CompareConfig, "limit")] = COMPARE.limit,
+    seed: Annotated[int, option(CompareConfig, "seed")] = COMPARE.seed,
+    concurrency: Annotated[int, option(CompareConfig, "concurrency")] = COMPARE.concurrency,
+    max_tokens: Annotated[Optional[int], option(CompareConfig, "max_tokens")] = COMPARE.max_tokens,
+    hourly_price: Annotated[float, option(CompareConfig, "hourly_price")] = COMPARE.hourly_price,
+    report_dir: Annotated[Path, option(CompareConfig, "out", "--out")] = COMPARE.out,
+) -> None:
+    """The old model and the new one on the same held-out prompts: agreement, quality, tokens, latency, cost."""
+    from selftune.evals.prices import parse_price
+    from selftune.evals.report import print_summary, progress_bars
+    from selftune.migrate.compare import compare
+
+    config = build(CompareConfig, old=old, new=new, data=data, old_api_key=old_api_key,
+                   old_price=parse_price(old_price) if old_price else None, base_url=base_url, api_key=api_key,
+                   graders=graders or [], limit=limit, seed=seed, concurrency=concurrency, max_tokens=max_tokens,
+                   hourly_price=hourly_price, out=report_dir)
+    with progress_bars(err) as progress:
+        report = compare(config, progress)
+    print_summary(report, out)
+    out.print(f"report: {Path(report_dir) / 'report.html'}", markup=False)
+
+
+def _key_values(items: list[str] | None) -> dict[str, str]:
+    pairs = [item.partition("=") for item in items or []]
+    if any(not sep or not key for key, sep, _ in pairs):
+        raise SelftuneError("--metadata takes key=value")
+    return {k: v for k, _, v in pairs}
 
 
 def _service_settings():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import openai
@@ -26,8 +27,29 @@ Progress = Callable[[int], Callable[[int], None]]  # (total) -> advance(n)
 TEACHER_ERROR = "teacher_error"  # a prompt none of whose requests got an answer, even after retries
 
 
+@dataclass
+class Collected:
+    """Examples gathered for a training file, before it is written: what was kept, what was dropped
+    and why, and what it cost (capture merges one from stored completions with one from prompts)."""
+
+    examples: list[dict]
+    drops: Counter
+    prompts: int  # prompts (or stored completions) looked at
+    paid: list[Reply] = field(default_factory=list)  # requests this run sent
+    reused: int = 0  # answers taken from the cache instead
+
+    def __add__(self, other: Collected) -> Collected:
+        return Collected(self.examples + other.examples, self.drops + other.drops, self.prompts + other.prompts,
+                         self.paid + other.paid, self.reused + other.reused)
+
+
 def distill(config: DistillConfig, progress: Progress | None = None) -> DistillSummary:
     """Ask, filter, write; returns the summary (also written beside the output)."""
+    return write_training_file(Path(config.out), collect_from_teacher(config, progress), config.prices)
+
+
+def collect_from_teacher(config: DistillConfig, progress: Progress | None = None) -> Collected:
+    """The teacher's kept answer to each prompt (asked concurrently, cached as they arrive)."""
     drops: Counter = Counter()
     prompts = read_prompts(config.prompts, config.system)
     unique = drop_duplicates(prompts, drops, "duplicate_prompt", key=lambda p: [p.messages, p.tools])
@@ -50,7 +72,7 @@ def distill(config: DistillConfig, progress: Progress | None = None) -> DistillS
             examples.append({"messages": [*prompt.messages, {"role": "assistant", "content": kept}],
                              **({"tools": prompt.tools} if prompt.tools else {})})
     reused = sum(len(a) for a in answers) - len(paid)
-    return _write(Path(config.out), examples, drops, len(prompts), paid, reused, config.prices)
+    return Collected(examples, drops, len(prompts), paid, reused)
 
 
 def _ask(client: openai.OpenAI, config: DistillConfig, prompts: list[Prompt], cache: AnswerCache,
@@ -106,10 +128,10 @@ def _choose(prompt: Prompt, candidates: list[Answer | None], grader: Grader | No
     return usable[best], ""
 
 
-def _write(out: Path, examples: list[dict], drops: Counter, n_prompts: int, paid: list[Reply], reused: int,
-           prices: list[TokenPrice]) -> DistillSummary:
+def write_training_file(out: Path, collected: Collected, prices: list[TokenPrice]) -> DistillSummary:
     """The training file (duplicates dropped), checked as strictly as an upload, and its summary."""
-    unique = drop_duplicates(examples, drops, "duplicate")
+    drops, paid = Counter(collected.drops), collected.paid
+    unique = drop_duplicates(collected.examples, drops, "duplicate")
     if not unique:
         raise SelftuneError(f"no answer was kept ({dict(drops)}); nothing written to {out}")
     with atomic_write(out) as f:
@@ -121,9 +143,9 @@ def _write(out: Path, examples: list[dict], drops: Counter, n_prompts: int, paid
         raise SelftuneError(f"{out} does not pass `selftune data check`: {broken[0].format(str(out))}")
     tokens = TokenCounts(prompt=sum(r.prompt_tokens for r in paid), completion=sum(r.completion_tokens for r in paid))
     summary = DistillSummary(
-        out=str(out), prompts=n_prompts, kept=len(unique), dropped=dict(sorted(drops.items())),
+        out=str(out), prompts=collected.prompts, kept=len(unique), dropped=dict(sorted(drops.items())),
         requests_this_run=len(paid), failed_requests_this_run=sum(r.failed for r in paid),
-        answers_reused_from_cache=reused, teacher_tokens_this_run=tokens,
+        answers_reused_from_cache=collected.reused, teacher_tokens_this_run=tokens,
         teacher_cost_this_run={p.name: p.cost(tokens.prompt, tokens.completion) for p in prices},
         # file-level problems (too few examples for a job) are the data's size, not its lines
         check=[e.format(str(out)) for e in report.errors])
@@ -135,6 +157,11 @@ def _write(out: Path, examples: list[dict], drops: Counter, n_prompts: int, paid
 def from_stored(config: StoredDistillConfig) -> DistillSummary:
     """A training file from completions stored with ``store: true`` (filtered by metadata and model):
     each stored request's messages and the answer it got."""
+    return write_training_file(Path(config.out), collect_from_stored(config), [])
+
+
+def collect_from_stored(config: StoredDistillConfig) -> Collected:
+    """Each stored completion's request messages and the answer it got, paged through the API."""
     client = openai.OpenAI(base_url=config.base_url, api_key=config.api_key or "none", max_retries=3)
     drops: Counter = Counter()
     examples = []
@@ -151,5 +178,4 @@ def from_stored(config: StoredDistillConfig) -> DistillSummary:
             drops[reason] += 1
         else:
             examples.append({"messages": [*messages, {"role": "assistant", "content": answer.answer.strip()}]})
-    n = len(examples) + sum(drops.values())
-    return _write(Path(config.out), examples, drops, n, [], 0, [])
+    return Collected(examples, drops, len(examples) + sum(drops.values()))
