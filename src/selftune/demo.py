@@ -29,6 +29,7 @@ from selftune.errors import SelftuneError
 from selftune.evals import EvalConfig, evaluate
 from selftune.evals.local_server import local_server
 from selftune.evals.report import print_summary, progress_bars
+from selftune.jobs.lifecycle import TERMINAL, JobStatus
 from selftune.store.atomic import atomic_write
 from selftune.store.build_once import build_once
 
@@ -130,7 +131,7 @@ def _fine_tune(client: openai.OpenAI, train: Path) -> str:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[loss]}"), console=console) as progress:
         task = progress.add_task(f"{job.id} {job.status}", total=None, loss="")
-        while job.status not in ("succeeded", "failed", "cancelled"):
+        while job.status not in TERMINAL:
             time.sleep(2)
             job = client.fine_tuning.jobs.retrieve(job.id)
             for event in reversed(list(client.fine_tuning.jobs.list_events(job.id, limit=50))):
@@ -144,7 +145,7 @@ def _fine_tune(client: openai.OpenAI, train: Path) -> str:
                 elif event.type != "metrics":
                     progress.console.print(f"  {event.message}", markup=False)
             progress.update(task, description=f"{job.id} {job.status}")
-    if job.status != "succeeded":
+    if job.status != JobStatus.SUCCEEDED:
         raise SelftuneError(f"the fine-tuning job {job.status}: {job.error.message if job.error else ''}")
     console.print(f"fine-tuned model: [bold]{job.fine_tuned_model}[/]")
     return job.fine_tuned_model

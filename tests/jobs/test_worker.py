@@ -89,3 +89,35 @@ def test_files_still_being_checked_hold_a_job_then_decide_it(tmp_path):
     worker._promote_validated()
     state, error = status("ftjob-a")
     assert state == "failed" and error["code"] == "invalid_file" and "Line 3" in error["message"]
+
+
+def test_the_worker_hands_the_child_a_checked_train_config(tmp_path, monkeypatch):
+    from selftune.config import Settings
+    from selftune.jobs.workspace import Workspace
+
+    monkeypatch.setenv("SELFTUNE_BASE_MODELS", f"tiny={tmp_path / 'tiny'}")
+    worker = Worker.from_settings(Settings(home=tmp_path, concurrent_jobs=2, metrics_every=5))
+    assert (worker.concurrent_jobs, worker.metrics_every, worker.jobs_dir) == (2, 5, tmp_path / "jobs")
+    worker.blobs.put("file-1", io.BytesIO(b"{}\n"), limit=100)
+    with worker.db.transaction() as session:
+        for job_id, hp in (("ftjob-ok", {"n_epochs": 2, "beta": 0.3}), ("ftjob-bad", {"n_epochs": 99})):
+            session.add(JobRow(id=job_id, org="local", model="tiny", training_file="file-1", method="dpo", seed=7,
+                               hyperparameters={"batch_size": "auto", **hp}, status="running", result_files=[]))
+        session.add(FileRow(id="file-1", org="local", filename="t.jsonl", purpose="fine-tune", bytes=3, sha256="",
+                            status="processed", format="dpo"))
+    workspace = Workspace(tmp_path / "jobs" / "ftjob-ok")
+    with worker.db.transaction() as session:
+        config = worker._train_config(session, session.scalar(select(JobRow).where(JobRow.id == "ftjob-ok")),
+                                      workspace)
+    assert (config.model, config.method, config.seed, config.n_epochs, config.beta) == (
+        str(tmp_path / "tiny"), "dpo", 7, 2, 0.3)
+    assert config.train_file == workspace.data / "file-1.jsonl" and config.events_file == workspace.events
+    workspace.write_config(config)
+    assert workspace.read_config() == config
+
+    worker._start("ftjob-bad")  # refused before any child starts
+    assert not worker.running
+    with worker.db.transaction() as session:
+        job = session.scalar(select(JobRow).where(JobRow.id == "ftjob-bad"))
+        assert job.status == "failed" and job.error["code"] == "invalid_request"
+        assert "n_epochs must be 'auto' or in [1, 50], not 99" in job.error["message"]

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from selftune.errors import SelftuneError
 from selftune.models.tokenizer import load_tokenizer
-from selftune.train import TrainConfig, run
+from selftune.train import TrainConfig, events, run
 from selftune.train.batching import epoch_steps
 from selftune.train.checkpoint import list_checkpoints
 from selftune.train.dataset import load_training_file
@@ -46,7 +46,8 @@ def read_results(out: Path) -> list[dict]:
 
 
 def read_events(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """Every line read with the event classes the worker's relay reads them with."""
+    return [event.model_dump() for event in events.read_events(path)]
 
 
 def test_a_run_writes_the_output_folder(tmp_path, tiny_model):

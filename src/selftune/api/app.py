@@ -65,8 +65,7 @@ def create_app(settings: Settings | None = None, embedded_worker: bool = True) -
         if embedded_worker:
             from selftune.jobs.worker import Worker
 
-            worker = Worker(db=db, blobs=blobs, jobs_dir=settings.jobs_dir, concurrent_jobs=settings.concurrent_jobs,
-                            lease_seconds=settings.job_lease_seconds, metrics_every=settings.metrics_every)
+            worker = Worker.from_settings(settings, db=db, blobs=blobs)
             thread = worker.start_thread()
         try:
             yield

@@ -56,43 +56,26 @@ def main(folder: str) -> int:
 
 def _train(workspace: Workspace, stop: StopWatch) -> int:
     from selftune.errors import SelftuneError
-    from selftune.train import TrainConfig, run
+    from selftune.train import RunStatus, run
+    from selftune.train.checkpoint import list_checkpoints
+    from selftune.train.dataset import InvalidTrainingFile
 
     try:
-        config = TrainConfig.model_validate_json(workspace.config.read_text())
-        has_checkpoint = any((workspace.out / "checkpoints").glob("step-*/trainer_state.json"))
-        config = config.model_copy(update={"resume": has_checkpoint})
+        config = workspace.read_config()  # built and checked by the worker
+        config = config.model_copy(update={"resume": bool(list_checkpoints(config.out))})
         result = run(config, should_stop=stop)
+    except InvalidTrainingFile as exc:
+        files = {config.train_file: "training_file", config.valid_file: "validation_file"}
+        _write_error(workspace, "invalid_training_file", str(exc), files.get(exc.path))
+        return EXIT_BAD_INPUT
     except SelftuneError as exc:
-        _write_error(workspace, _error_code(exc), str(exc), _param(str(exc), config_or_none(workspace)))
+        _write_error(workspace, "invalid_request", str(exc), None)
         return EXIT_BAD_INPUT
     except Exception as exc:  # noqa: BLE001 - reported to the worker, with the traceback in child.log
         traceback.print_exc()
         _write_error(workspace, "internal_error", f"training failed: {type(exc).__name__}: {exc}", None)
         return EXIT_INTERNAL
-    return EXIT_STOPPED if result.status == "stopped" else EXIT_DONE
-
-
-def config_or_none(workspace: Workspace) -> dict | None:
-    try:
-        return json.loads(workspace.config.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _error_code(exc: Exception) -> str:
-    from selftune.train.dataset import InvalidTrainingFile
-
-    return "invalid_training_file" if isinstance(exc, InvalidTrainingFile) else "invalid_request"
-
-
-def _param(message: str, config: dict | None) -> str | None:
-    """Which request field a data error is about: the file named in the message."""
-    if config and config.get("valid_file") and str(Path(config["valid_file"]).name) in message:
-        return "validation_file"
-    if config and str(Path(config.get("train_file", "")).name) in message:
-        return "training_file"
-    return None
+    return EXIT_STOPPED if result.status == RunStatus.STOPPED else EXIT_DONE
 
 
 def _write_error(workspace: Workspace, code: str, message: str, param: str | None) -> None:

@@ -9,7 +9,6 @@ killed) another worker takes the job over and the child resumes from the last ch
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -18,22 +17,30 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
 from sqlalchemy import or_, select, update
 
 from selftune.jobs.events import add_event
+from selftune.jobs.lifecycle import Control, JobStatus, can_move, file_problem, move
 from selftune.jobs.relay import planned_model_id, relay
 from selftune.jobs.workspace import EXIT_BAD_INPUT, EXIT_DONE, EXIT_STOPPED, Workspace
 from selftune.models.catalog import base_models
 from selftune.store.blobs import BlobStore
 from selftune.store.db import Database
 from selftune.store.tables import FileRow, JobRow, ModelRow, new_id, now
+from selftune.train.config import TrainConfig, config_problems
+from selftune.train.events import RunStatus
+from selftune.train.methods import method_spec
+
+if TYPE_CHECKING:
+    from selftune.config import Settings
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.5
 STOP_GRACE_SECONDS = 60
 EXPIRY_SWEEP_SECONDS = 60
-FILE_FORMAT = {"supervised": "sft", "dpo": "dpo"}
 
 
 @dataclass
@@ -53,6 +60,13 @@ class Worker:
         self.running: dict[str, Running] = {}
         self._stop = threading.Event()
         self._last_expiry_sweep = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, db: Database | None = None, blobs: BlobStore | None = None) -> Worker:
+        """The worker ``settings`` describe; ``db`` and ``blobs`` when the caller already has them open."""
+        return cls(db=db or Database(settings.database), blobs=blobs or BlobStore(settings.blobs_dir),
+                   jobs_dir=settings.jobs_dir, concurrent_jobs=settings.concurrent_jobs,
+                   lease_seconds=settings.job_lease_seconds, metrics_every=settings.metrics_every)
 
     # ---- loop --------------------------------------------------------------------------------
     def run_forever(self) -> None:
@@ -99,19 +113,19 @@ class Worker:
     # ---- validating_files -> queued ------------------------------------------------------------
     def _promote_validated(self) -> None:
         with self.db.transaction() as session:
-            query = select(JobRow).where(JobRow.status == "validating_files").order_by(JobRow.pk).limit(20)
+            query = select(JobRow).where(JobRow.status == JobStatus.VALIDATING_FILES).order_by(JobRow.pk).limit(20)
             for job in session.scalars(query.with_for_update(skip_locked=True)):
                 files = [(p, job_file) for p, job_file in (("training_file", job.training_file),
                                                              ("validation_file", job.validation_file)) if job_file]
                 rows = {f: session.scalar(select(FileRow).where(FileRow.id == f)) for _, f in files}
                 if any(r is not None and r.status == "uploaded" for r in rows.values()):
                     continue  # still being checked
-                problems = [(param, _file_problem(rows[f], f, job.method)) for param, f in files]
+                problems = [(param, file_problem(rows[f], f, param, job.method)) for param, f in files]
                 param, problem = next(((p, why) for p, why in problems if why), (None, None))
                 if problem:
-                    self._fail(session, job, "invalid_file", problem, param)
+                    self._fail(session, job, problem.code, problem.message, param)
                     continue
-                job.status = "queued"
+                move(job, JobStatus.QUEUED)
                 add_event(session, job, "Files validated, moving job to queued state")
 
     # ---- claim ---------------------------------------------------------------------------------
@@ -119,15 +133,15 @@ class Worker:
         """Take the oldest queued job, else a running job whose worker is gone; None when there is none."""
         stale = time.time() - self.lease_seconds
         candidates = (
-            select(JobRow).where(JobRow.status == "queued"),
-            select(JobRow).where(JobRow.status == "running", JobRow.id.not_in(list(self.running) or [""]),
+            select(JobRow).where(JobRow.status == JobStatus.QUEUED),
+            select(JobRow).where(JobRow.status == JobStatus.RUNNING, JobRow.id.not_in(list(self.running) or [""]),
                                  or_(JobRow.heartbeat_at < stale, JobRow.worker.like(f"{self.host}/%"))),
         )
         with self.db.transaction() as session:
             for query in candidates:
                 query = query.order_by(JobRow.pk).limit(10).with_for_update(skip_locked=True)
                 for job in session.scalars(query):
-                    if job.status == "running" and not self._abandoned(job, stale):
+                    if job.status == JobStatus.RUNNING and not self._abandoned(job, stale):
                         continue
                     if self._take(session, job):
                         return job.id
@@ -138,10 +152,12 @@ class Worker:
 
         ``control`` is kept: a pause asked for just before the previous worker died still happens.
         """
+        if not can_move(job.status, JobStatus.RUNNING):
+            return False
         previous = JobRow.worker.is_(None) if job.worker is None else JobRow.worker == job.worker
         claimed = session.execute(
             update(JobRow).where(JobRow.pk == job.pk, JobRow.status == job.status, previous)
-            .values(status="running", worker=self.id, heartbeat_at=time.time(), attempts=job.attempts + 1)
+            .values(status=JobStatus.RUNNING, worker=self.id, heartbeat_at=time.time(), attempts=job.attempts + 1)
             .execution_options(synchronize_session=False)).rowcount
         if claimed == 1 and job.worker is not None:
             add_event(session, job, "The worker running this job stopped; resuming from the last checkpoint")
@@ -187,7 +203,9 @@ class Worker:
         self.running[job_id] = Running(job_id, workspace, process)
         log.info("job %s: training in child process %d", job_id, process.pid)
 
-    def _train_config(self, session, job: JobRow, workspace: Workspace) -> dict:
+    def _train_config(self, session, job: JobRow, workspace: Workspace) -> TrainConfig:
+        """The job as a TrainConfig, checked here: a setting the trainer would refuse fails the job before
+        any child starts."""
         model = base_models().get(job.model)
         if model is None:
             raise _JobProblem("model_not_available", f"Model {job.model!r} is no longer offered by this server.",
@@ -203,16 +221,16 @@ class Worker:
                     raise _JobProblem("file_not_found", f"{param} {file_id} was deleted before training started.",
                                       param)
                 copy = workspace.add_data(f"{file_id}.jsonl", self.blobs.path(file_id))
-            data[param] = str(copy)
-        hp = job.hyperparameters
-        config = {"model": model.source, "train_file": data["training_file"],
-                  "valid_file": data.get("validation_file"), "method": job.method, "seed": job.seed,
-                  "n_epochs": hp.get("n_epochs", "auto"), "batch_size": hp.get("batch_size", "auto"),
-                  "learning_rate_multiplier": hp.get("learning_rate_multiplier", "auto"),
-                  "out": str(workspace.out), "events_file": str(workspace.events)}
-        if job.method == "dpo":
-            config["beta"] = hp.get("beta", "auto")
-        return config
+            data[param] = copy
+        hyperparameters = {name: job.hyperparameters.get(name, "auto")
+                           for name in method_spec(job.method).hyperparameters}
+        try:
+            return TrainConfig(model=model.source, train_file=data["training_file"],
+                               valid_file=data.get("validation_file"), method=job.method, seed=job.seed,
+                               out=workspace.out, events_file=workspace.events, **hyperparameters)
+        except ValidationError as exc:
+            raise _JobProblem("invalid_request", f"The job's settings can't be trained: {config_problems(exc)}",
+                              None) from None
 
     # ---- supervise -------------------------------------------------------------------------------
     def _supervise(self) -> None:
@@ -221,7 +239,7 @@ class Worker:
             code = child.process.poll()
             with self.db.transaction() as session:
                 job = session.scalar(select(JobRow).where(JobRow.id == job_id).with_for_update())
-                if job is None or job.worker != self.id or job.status != "running":
+                if job is None or job.worker != self.id or job.status != JobStatus.RUNNING:
                     # cancelled, or taken over after our lease lapsed: the child must go
                     if code is None:  # what the child reports after a cancel is not relayed
                         child.process.kill()
@@ -230,7 +248,7 @@ class Worker:
                     continue
                 relay(session, job, child.workspace, self.metrics_every)
                 job.heartbeat_at = time.time()
-                if job.control == "pause" and code is None:
+                if job.control == Control.PAUSE and code is None:
                     child.workspace.request_stop()
                 if code is None:
                     continue
@@ -242,12 +260,13 @@ class Worker:
             self._finish(session, job, workspace)
         elif code == EXIT_STOPPED or (self._stop.is_set() and code != EXIT_BAD_INPUT):
             # stopped on request, or killed because it overran the shutdown grace period: both resume later
-            if job.control == "pause":
-                job.status, job.control, job.worker, job.estimated_finish = "paused", None, None, None
+            if job.control == Control.PAUSE:
+                move(job, JobStatus.PAUSED)
+                job.control = None
                 add_event(session, job, f"Fine-tuning job paused at step {job.last_step_reported} (checkpoint "
                                         "saved); resume continues from it")
             else:  # stopped for a shutdown: queue it again, it resumes from its checkpoint
-                job.status, job.worker = "queued", None
+                move(job, JobStatus.QUEUED)
         else:
             error = workspace.read_error() or {}
             if code != EXIT_BAD_INPUT and not error:
@@ -258,7 +277,7 @@ class Worker:
 
     def _finish(self, session, job: JobRow, workspace: Workspace) -> None:
         """Record a trained job: results file, model registration and the final fields, in one transaction."""
-        record = json.loads((workspace.out / "training.json").read_text())
+        record = workspace.training_record()
         result_id = new_id("file-")
         size, sha256 = self.blobs.put_file(result_id, workspace.out / "results.csv")
         session.add(FileRow(id=result_id, org=job.org, filename="step_metrics.csv", purpose="fine-tune-results",
@@ -266,16 +285,15 @@ class Worker:
         model_id = planned_model_id(job)
         session.add(ModelRow(id=model_id, org=job.org, job_id=job.id, base_model=job.model,
                              path=str(workspace.out)))
-        job.status, job.fine_tuned_model, job.finished_at = "succeeded", model_id, now()
-        job.trained_tokens, job.result_files, job.worker = record.get("trained_tokens"), [result_id], None
-        job.estimated_finish = None
-        if record.get("status") == "early_stopped":
+        move(job, JobStatus.SUCCEEDED)
+        job.fine_tuned_model, job.trained_tokens, job.result_files = model_id, record.get("trained_tokens"), [result_id]
+        if record.get("status") == RunStatus.EARLY_STOPPED:
             add_event(session, job, "Training stopped early: the validation loss had stopped improving")
         add_event(session, job, f"New fine-tuned model created: {model_id}")
         add_event(session, job, "The job has successfully completed")
 
     def _fail(self, session, job: JobRow, code: str, message: str, param: str | None) -> None:
-        job.status, job.finished_at, job.worker, job.estimated_finish = "failed", now(), None, None
+        move(job, JobStatus.FAILED)
         job.error = {"code": code, "message": message, "param": param}
         add_event(session, job, f"Fine-tuning job failed: {message}", level="error")
 
@@ -303,12 +321,3 @@ class _JobProblem(Exception):
         super().__init__(message)
         self.code, self.message, self.param = code, message, param
 
-
-def _file_problem(row: FileRow | None, file_id: str, method: str) -> str | None:
-    if row is None:
-        return f"File {file_id} was deleted before the job started."
-    if row.status == "error":
-        return f"File {file_id} is not valid. {row.status_details}"
-    if row.format != FILE_FORMAT[method]:
-        return f"File {file_id} is in {row.format} format; the {method} method needs {FILE_FORMAT[method]} examples."
-    return None

@@ -14,6 +14,8 @@ import shutil
 from pathlib import Path
 
 from selftune.store.atomic import atomic_write
+from selftune.train.config import TrainConfig
+from selftune.train.events import TRAINING_JSON
 
 EXIT_DONE = 0
 EXIT_BAD_INPUT = 1  # the data or the settings can't be trained on: error.json says why
@@ -35,7 +37,10 @@ class Workspace:
     lock = property(lambda self: self.folder / "child.lock")
 
     def training_complete(self) -> bool:
-        return (self.out / "training.json").is_file()
+        return (self.out / TRAINING_JSON).is_file()
+
+    def training_record(self) -> dict:
+        return json.loads((self.out / TRAINING_JSON).read_text())
 
     def add_data(self, name: str, source: Path) -> Path:
         """The job's own copy of an uploaded file: a hard link where possible (no bytes copied)."""
@@ -52,9 +57,12 @@ class Workspace:
         os.replace(tmp, target)
         return target
 
-    def write_config(self, config: dict) -> None:
+    def write_config(self, config: TrainConfig) -> None:
         with atomic_write(self.config) as f:
-            json.dump(config, f, indent=1)
+            f.write(config.model_dump_json(indent=1))
+
+    def read_config(self) -> TrainConfig:
+        return TrainConfig.model_validate_json(self.config.read_bytes())
 
     def request_stop(self) -> None:
         self.stop_request.parent.mkdir(parents=True, exist_ok=True)

@@ -59,13 +59,13 @@ class JobRow(Base):
     model: Mapped[str] = mapped_column(String(256))
     training_file: Mapped[str] = mapped_column(String(64))
     validation_file: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    method: Mapped[str] = mapped_column(String(16))  # supervised | dpo
+    method: Mapped[str] = mapped_column(String(16))  # a selftune.train.methods.Method
     hyperparameters: Mapped[dict] = mapped_column(JSON)  # as requested, "auto" kept until training starts
     resolved_hyperparameters: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     suffix: Mapped[str | None] = mapped_column(String(64), nullable=True)
     seed: Mapped[int] = mapped_column(BigInteger)
     metadata_: Mapped[dict | None] = mapped_column("metadata", JSON, nullable=True)
-    status: Mapped[str] = mapped_column(String(20), index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)  # a selftune.jobs.lifecycle.JobStatus
     created_at: Mapped[int] = mapped_column(BigInteger, default=now)
     finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     estimated_finish: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -74,7 +74,7 @@ class JobRow(Base):
     result_files: Mapped[list] = mapped_column(JSON, default=list)
     error: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     # worker bookkeeping, not shown by the API
-    control: Mapped[str | None] = mapped_column(String(16), nullable=True)  # cancel | pause, asked by the API
+    control: Mapped[str | None] = mapped_column(String(16), nullable=True)  # a lifecycle.Control, asked by the API
     worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
     heartbeat_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from selftune.train.config import TrainConfig
+from selftune.train.events import RunStatus
+from selftune.train.methods import Method
 
 if TYPE_CHECKING:
     from selftune.train.trainer import Trainer, TrainResult
@@ -36,7 +38,7 @@ def run(config: TrainConfig, should_stop: Callable[[], bool] | None = None) -> T
     trainer = Trainer(config, should_stop=should_stop)
     trainer.setup()
     result = trainer.train()
-    if result.status != "stopped" and trainer.dist.is_main:
+    if result.status != RunStatus.STOPPED and trainer.dist.is_main:
         write_output(trainer, result)
         _record_speed(trainer, result)
     trainer.dist.barrier()
@@ -48,10 +50,10 @@ def _record_speed(trainer: Trainer, result: TrainResult) -> None:
     from selftune.data.calibration import record_training_speed
 
     config, state = trainer.config, result.state
-    if config.method == "supervised" and not config.full and not trainer.dist.enabled and state.elapsed > 0:
+    if config.method == Method.SUPERVISED and not config.full and not trainer.dist.enabled and state.elapsed > 0:
         record_training_speed(config.model, state.tokens_seen / state.elapsed,
                               f"selftune train, LoRA r{config.lora_rank}, {state.global_step} steps on "
                               f"{trainer.train_data.path.name}")
 
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "run"]
+__all__ = ["Method", "RunStatus", "TrainConfig", "TrainResult", "Trainer", "run"]

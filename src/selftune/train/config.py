@@ -2,8 +2,9 @@
 
 The CLI options, the Python API, the worker and ``training.json`` all use this one model, so a
 setting means the same thing everywhere. Names follow the hosted API's hyperparameters
-(``n_epochs``, ``batch_size``, ``learning_rate_multiplier``, ``beta``); ``"auto"`` is resolved
-from the data by :mod:`selftune.train.hyperparams`.
+(``n_epochs``, ``batch_size``, ``learning_rate_multiplier``, ``beta``), whose ranges and methods
+are in :mod:`selftune.train.methods`; ``"auto"`` is resolved from the data by
+:mod:`selftune.train.hyperparams`.
 """
 
 from __future__ import annotations
@@ -11,33 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from selftune.models.registry import DEFAULT_MODEL
+from selftune.train.methods import HYPERPARAMETERS, Method, method_spec, methods_taking, one_of
 
 Auto = Literal["auto"]
-
-# (type, lowest, highest, lowest allowed itself?) of each hosted hyperparameter; the API checks requests with these too
-HYPERPARAMETER_RANGES: dict[str, tuple[type, float, float, bool]] = {
-    "n_epochs": (int, 1, 50, True),
-    "batch_size": (int, 1, 256, True),
-    "learning_rate_multiplier": (float, 0, 10, False),
-    "beta": (float, 0, 2, False),
-}
-
-
-def hyperparameter_problem(name: str, value) -> str | None:
-    """Why ``value`` is not acceptable for hyperparameter ``name``, or None when it is."""
-    kind, low, high, low_included = HYPERPARAMETER_RANGES[name]
-    if value == "auto":
-        return None
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or (kind is int and not float(value).is_integer()):
-        return f"{name} must be 'auto' or {'an integer' if kind is int else 'a number'}, not {value!r}"
-    if not (low <= value if low_included else low < value) or value > high:
-        interval = f"{'[' if low_included else '('}{low}, {high}]"
-        return f"{name} must be 'auto' or in {interval}, not {value!r}"
-    return None
 
 
 class TrainConfig(BaseModel):
@@ -46,7 +26,7 @@ class TrainConfig(BaseModel):
     model: str = Field(DEFAULT_MODEL, description="Base model: a bundled id, a Hugging Face hub id or a local folder.")
     train_file: Path = Field(description="Training file (chat JSONL for supervised, preference JSONL for dpo).")
     valid_file: Path | None = Field(None, description="Validation file, same format; evaluated every epoch.")
-    method: Literal["supervised", "dpo"] = Field("supervised", description="Supervised fine-tuning or DPO.")
+    method: Method = Field(Method.SUPERVISED, description="Supervised fine-tuning or DPO.")
     full: bool = Field(False, description="Train every weight instead of a LoRA adapter.")
     n_epochs: Union[int, Auto] = Field("auto", description="Passes over the training file; auto: the hosted rule.")
     batch_size: Union[int, Auto] = Field(
@@ -78,12 +58,23 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
-        for name in HYPERPARAMETER_RANGES:
-            problem = hyperparameter_problem(name, getattr(self, name))
+        for name, hyperparameter in HYPERPARAMETERS.items():
+            value = getattr(self, name)
+            problem = hyperparameter.problem(value)
             if problem:
                 raise ValueError(problem)
-        if self.beta != "auto" and self.method != "dpo":
-            raise ValueError("beta applies to method='dpo' only")
+            if value != "auto" and name not in method_spec(self.method).hyperparameters:
+                raise ValueError(f"{name} applies to method={one_of(methods_taking(name))} only")
         if self.early_stopping_patience and not self.valid_file:
             raise ValueError("early_stopping_patience needs a valid_file to watch")
         return self
+
+
+def config_problems(error: ValidationError) -> str:
+    """A refused TrainConfig as one line a user can act on: ``field: reason; ...``."""
+    def one(problem: dict) -> str:
+        field = ".".join(str(p) for p in problem.get("loc", ()))
+        message = problem.get("msg", "").removeprefix("Value error, ")
+        return f"{field}: {message}" if field else message
+
+    return "; ".join(one(problem) for problem in error.errors())

@@ -15,6 +15,7 @@ from pathlib import Path
 from selftune.data import check
 from selftune.data.check import iter_examples
 from selftune.data.formats import ChatExample, PreferenceExample
+from selftune.data.problems import Purpose
 from selftune.errors import SelftuneError
 from selftune.models.chat_template import render_for_training
 from selftune.train.packing import Sequence
@@ -23,7 +24,15 @@ ERRORS_LISTED = 10
 
 
 class InvalidTrainingFile(SelftuneError):
-    """A training or validation file failed stage 1's check, or has an example that can't be trained."""
+    """A training or validation file failed stage 1's check, or has an example that can't be trained.
+
+    ``path`` is the file, ``line`` and ``field`` the first problem in it (None when it is about the
+    whole file), so a caller can say which of its inputs is wrong without reading the message.
+    """
+
+    def __init__(self, message: str, path: Path, line: int | None = None, field: str | None = None):
+        super().__init__(message)
+        self.path, self.line, self.field = Path(path), line, field
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,7 @@ class PreferencePair:
 @dataclass
 class TrainingData:
     path: Path
-    purpose: str  # "sft" or "dpo"
+    purpose: Purpose
     sequences: list[Sequence] = field(default_factory=list)  # sft
     pairs: list[PreferencePair] = field(default_factory=list)  # dpo
     lines: list[int] = field(default_factory=list)  # source line of each example
@@ -74,7 +83,7 @@ class TrainingData:
         return self.sequences[index] if self.purpose == "sft" else self.pairs[index].chosen
 
 
-def load_training_file(path: Path, tokenizer, purpose: str, max_length: int) -> TrainingData:
+def load_training_file(path: Path, tokenizer, purpose: Purpose, max_length: int) -> TrainingData:
     """Validate, render and tokenise every example of ``path``; examples longer than
     ``max_length`` tokens are cut (counted in ``truncated``), and an example left with no trained
     token is an error naming its line."""
@@ -84,7 +93,9 @@ def load_training_file(path: Path, tokenizer, purpose: str, max_length: int) -> 
         shown = "\n".join(p.format(str(path)) for p in report.errors[:ERRORS_LISTED])
         more = report.error_count - min(len(report.errors), ERRORS_LISTED)
         tail = f"\n... and {more:,} more (run `selftune data check {path}`)" if more > 0 else ""
-        raise InvalidTrainingFile(f"{path} is not a valid {purpose} file:\n{shown}{tail}")
+        first = report.errors[0] if report.errors else None
+        raise InvalidTrainingFile(f"{path} is not a valid {purpose} file:\n{shown}{tail}", path,
+                                  first.line if first else None, first.field if first else None)
     data = TrainingData(path=path, purpose=purpose, sha256=_sha256(path))
     untrainable: list[int] = []
     for line, example in iter_examples(path, purpose):
@@ -106,7 +117,8 @@ def load_training_file(path: Path, tokenizer, purpose: str, max_length: int) -> 
         more = f" and {len(untrainable) - ERRORS_LISTED:,} more" if len(untrainable) > ERRORS_LISTED else ""
         raise InvalidTrainingFile(
             f"{path}: {len(untrainable):,} example(s) have no token to train on after truncation to "
-            f"{max_length:,} tokens (lines {listed}{more}): shorten their prompts or raise --max-length")
+            f"{max_length:,} tokens (lines {listed}{more}): shorten their prompts or raise --max-length",
+            path, untrainable[0])
     return data
 
 

@@ -11,13 +11,8 @@ from dataclasses import asdict, dataclass
 
 from selftune.data.estimate import auto_epochs
 from selftune.train.config import TrainConfig
+from selftune.train.methods import method_spec
 
-BASE_LEARNING_RATE = {  # learning rate at multiplier 1.0
-    ("supervised", "lora"): 1e-3,
-    ("supervised", "full"): 5e-5,
-    ("dpo", "lora"): 5e-5,
-    ("dpo", "full"): 1e-6,
-}
 MIN_AUTO_BATCH, MAX_AUTO_BATCH = 8, 16  # on Banking77 valid, batch 10 beat 32 by 15 points (3 epochs of 1k)
 EXAMPLES_PER_AUTO_BATCH = 100  # one more example per step for every 100 in the file, within the bounds
 DEFAULT_BETA = 0.1  # TRL's and the hosted service's default
@@ -44,13 +39,13 @@ def resolve(config: TrainConfig, n_examples: int) -> Hyperparameters:
              if config.batch_size == "auto" else config.batch_size)
     batch = min(batch, max(1, n_examples))
     multiplier = 1.0 if config.learning_rate_multiplier == "auto" else float(config.learning_rate_multiplier)
-    kind = "full" if config.full else "lora"
+    spec = method_spec(config.method)
     beta = None
-    if config.method == "dpo":
+    if "beta" in spec.hyperparameters:
         beta = DEFAULT_BETA if config.beta == "auto" else float(config.beta)
     return Hyperparameters(
         n_epochs=epochs, batch_size=batch, learning_rate_multiplier=multiplier,
-        learning_rate=BASE_LEARNING_RATE[(config.method, kind)] * multiplier, beta=beta,
+        learning_rate=spec.base_learning_rate["full" if config.full else "lora"] * multiplier, beta=beta,
         lora_rank=None if config.full else config.lora_rank,
         lora_alpha=None if config.full else (config.lora_alpha or 2 * config.lora_rank),
     )

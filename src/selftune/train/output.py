@@ -18,10 +18,9 @@ from pathlib import Path
 
 import selftune
 from selftune.store.atomic import atomic_write
+from selftune.train.events import TRAINING_JSON
 from selftune.train.metrics import write_results_csv
 from selftune.train.packing import Sequence
-
-TRAINING_JSON = "training.json"
 
 
 def write_output(trainer, result) -> Path:

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,8 +27,25 @@ from selftune.train.batching import epoch_steps, micro_batches
 from selftune.train.config import TrainConfig
 from selftune.train.dataset import TrainingData, load_training_file
 from selftune.train.distributed import init_distributed
+from selftune.train.events import (
+    CheckpointEvent,
+    EarlyStopEvent,
+    EpochEvent,
+    EvalEvent,
+    EventLog,
+    PlanEvent,
+    ResultRow,
+    RunState,
+    RunStatus,
+    StartEvent,
+    StepEvent,
+    StoppedEvent,
+    TrainerState,
+    WarningEvent,
+)
 from selftune.train.hyperparams import Hyperparameters, learning_rate_at, resolve
-from selftune.train.metrics import EventLog, write_results_csv
+from selftune.train.methods import Method, method_spec
+from selftune.train.metrics import write_results_csv
 from selftune.train.model_setup import (
     LoraSettings,
     causal_lm,
@@ -53,25 +70,9 @@ class ResumeMismatch(SelftuneError):
 
 
 @dataclass
-class RunState:
-    """Where the run is; saved in every checkpoint."""
-
-    epoch: int = 0
-    step_in_epoch: int = 0
-    global_step: int = 0
-    total_steps: int = 0
-    elapsed: float = 0.0
-    tokens_seen: int = 0
-    results: list[dict] = field(default_factory=list)
-    best_valid_loss: float | None = None
-    evals_since_best: int = 0
-    stopped_early: bool = False
-
-
-@dataclass
 class TrainResult:
     out: Path
-    status: str  # "succeeded", "stopped" (asked to stop; resumable) or "early_stopped"
+    status: RunStatus
     state: RunState
     hyperparameters: Hyperparameters
     train: TrainingData
@@ -100,7 +101,7 @@ class Trainer:
         self.model_folder = resolve_model(config.model)
         self.tokenizer = load_tokenizer(config.model)
         self.max_length = min(config.max_length or context_length(config.model), context_length(config.model))
-        purpose = "sft" if config.method == "supervised" else "dpo"
+        purpose = method_spec(config.method).file_format
         self.train_data = load_training_file(config.train_file, self.tokenizer, purpose, self.max_length)
         self.valid_data = (load_training_file(config.valid_file, self.tokenizer, purpose, self.max_length)
                            if config.valid_file else None)
@@ -122,16 +123,16 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(trainable_parameters(self.model), lr=self.hp.learning_rate,
                                            weight_decay=0.0)
         if checkpoint is not None:
-            self.state = RunState(**ckpt.load_state(checkpoint)["run"])
+            self.state = ckpt.load_state(checkpoint).run
             ckpt.restore_optimizer_and_rng(checkpoint, self.optimizer)
             log.info("resuming from %s (step %d)", checkpoint, self.state.global_step)
-        self.reference = self._reference_logps() if config.method == "dpo" else None
+        self.reference = self._reference_logps() if config.method == Method.DPO else None
         # the budget covers the whole run as the user waits for it, loading and tokenising included
         setup_seconds = time.perf_counter() - self._setup_started
         self.planner = BudgetPlanner(config.time_budget - setup_seconds) if config.time_budget else None
-        self.events.emit("start", hyperparameters=self.hp.to_dict(), examples=len(self.train_data),
-                         total_steps=self.state.total_steps, tokens_per_step=self.tokens_per_step,
-                         resumed_at_step=self.state.global_step if checkpoint else None)
+        self.events.emit(StartEvent(hyperparameters=self.hp, examples=len(self.train_data),
+                                    total_steps=self.state.total_steps, tokens_per_step=self.tokens_per_step,
+                                    resumed_at_step=self.state.global_step if checkpoint else None))
 
     @property
     def steps_per_epoch(self) -> list[int]:
@@ -139,7 +140,7 @@ class Trainer:
 
     def _warn(self, message: str) -> None:
         log.warning("warning: %s", message)
-        self.events.emit("warning", message=message)
+        self.events.emit(WarningEvent(message=message))
 
     def _checkpoint_to_resume(self) -> Path | None:
         found = ckpt.list_checkpoints(self.out)
@@ -151,10 +152,10 @@ class Trainer:
         if not found:
             log.info("no checkpoint in %s: starting from the beginning", self.out)
             return None
-        saved = ckpt.load_state(found[-1])
+        saved = ckpt.load_state(found[-1]).fingerprint
         expected = self._fingerprint()
-        if saved.get("fingerprint") != expected:
-            changed = sorted(k for k in expected if saved.get("fingerprint", {}).get(k) != expected[k])
+        if saved != expected:
+            changed = sorted(k for k in expected if saved.get(k) != expected[k])
             raise ResumeMismatch(f"the checkpoint in {self.out} was made with a different {', '.join(changed)}; "
                                  "resume with the same settings and files, or use another --out")
         return found[-1]
@@ -223,7 +224,7 @@ class Trainer:
         config, state = self.config, self.state
         self.model.train()
         progress = Progress(config.progress, state.total_steps, state.global_step)
-        status = "succeeded"
+        status = RunStatus.SUCCEEDED
         started = time.perf_counter() - state.elapsed
         try:
             while state.global_step < state.total_steps and not state.stopped_early:
@@ -243,17 +244,17 @@ class Trainer:
                         self._replan(metrics["tokens"], seconds)
                     if self.dist.broadcast(int(self.should_stop())):
                         self.save_checkpoint()
-                        self.events.emit("stopped", step=state.global_step)
-                        return self._result("stopped")
+                        self.events.emit(StoppedEvent(step=state.global_step))
+                        return self._result(RunStatus.STOPPED)
                 if state.step_in_epoch >= len(steps):  # epoch complete
                     state.epoch += 1
                     state.step_in_epoch = 0
                     self._evaluate()
                     state.elapsed = time.perf_counter() - started
                     self.save_checkpoint()
-                    self.events.emit("epoch", epoch=state.epoch, step=state.global_step)
+                    self.events.emit(EpochEvent(epoch=state.epoch, step=state.global_step))
             if state.stopped_early:
-                status = "early_stopped"
+                status = RunStatus.EARLY_STOPPED
             self._evaluate()  # a run that ended mid-epoch (time budget) still measures its final model
             state.elapsed = time.perf_counter() - started
             self.save_checkpoint()
@@ -310,13 +311,14 @@ class Trainer:
     def _record_step(self, metrics: dict, seconds: float, progress: Progress) -> None:
         state = self.state
         tokens_per_s = metrics["tokens"] / seconds if seconds > 0 else 0.0
-        row = {"step": state.global_step, "train_loss": metrics["train_loss"],
-               "train_accuracy": metrics["train_accuracy"], "valid_loss": None, "valid_mean_token_accuracy": None}
-        state.results.append(row)
-        self.events.emit("step", step=state.global_step, total_steps=state.total_steps, epoch=state.epoch,
-                         train_loss=round(metrics["train_loss"], 6), train_accuracy=round(metrics["train_accuracy"], 6),
-                         learning_rate=metrics["lr"], grad_norm=round(metrics["grad_norm"], 4),
-                         tokens_per_s=round(tokens_per_s, 1), elapsed=round(state.elapsed, 2))
+        state.results.append(ResultRow(step=state.global_step, train_loss=metrics["train_loss"],
+                                       train_accuracy=metrics["train_accuracy"], valid_loss=None,
+                                       valid_mean_token_accuracy=None))
+        self.events.emit(StepEvent(
+            step=state.global_step, total_steps=state.total_steps, epoch=state.epoch,
+            train_loss=round(metrics["train_loss"], 6), train_accuracy=round(metrics["train_accuracy"], 6),
+            learning_rate=metrics["lr"], grad_norm=round(metrics["grad_norm"], 4), tokens_per_s=round(tokens_per_s, 1),
+            elapsed=round(state.elapsed, 2)))
         progress.update(state.global_step, state.total_steps, metrics["train_loss"], tokens_per_s)
 
     def _replan(self, tokens: int, seconds: float) -> None:
@@ -326,8 +328,8 @@ class Trainer:
         total = self.dist.broadcast(total)  # every process must stop at the same step
         if total != state.total_steps:
             state.total_steps = max(total, state.global_step)
-            self.events.emit("plan", step=state.global_step, total_steps=state.total_steps,
-                             reason=f"time budget {self.config.time_budget:.0f}s")
+            self.events.emit(PlanEvent(step=state.global_step, total_steps=state.total_steps,
+                                       reason=f"time budget {self.config.time_budget:.0f}s"))
 
     # ---- evaluation ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -344,8 +346,8 @@ class Trainer:
             self.model.train()
         if state.results and state.results[-1]["step"] == state.global_step:
             state.results[-1].update(valid_loss=loss, valid_mean_token_accuracy=accuracy)
-        self.events.emit("eval", step=state.global_step, valid_loss=round(loss, 6),
-                         valid_mean_token_accuracy=round(accuracy, 6))
+        self.events.emit(EvalEvent(step=state.global_step, valid_loss=round(loss, 6),
+                                   valid_mean_token_accuracy=round(accuracy, 6)))
         if state.best_valid_loss is None or loss < state.best_valid_loss - 1e-6:
             state.best_valid_loss, state.evals_since_best = loss, 0
         else:
@@ -353,7 +355,7 @@ class Trainer:
             patience = self.config.early_stopping_patience
             if patience and state.evals_since_best >= patience:
                 state.stopped_early = True
-                self.events.emit("early_stop", step=state.global_step, best_valid_loss=state.best_valid_loss)
+                self.events.emit(EarlyStopEvent(step=state.global_step, best_valid_loss=state.best_valid_loss))
 
     def _valid_metrics(self, data: TrainingData) -> tuple[float, float]:
         if data.purpose == "dpo":
@@ -372,18 +374,18 @@ class Trainer:
 
     # ---- checkpoints and result ------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
-        state = {"run": asdict(self.state), "fingerprint": self._fingerprint()}
-        path = ckpt.checkpoints_dir(self.out) / f"step-{self.state.global_step:06d}"
+        state = TrainerState(run=self.state, fingerprint=self._fingerprint())
+        path = ckpt.checkpoint_path(self.out, self.state.global_step)
         self.dist.check_in_sync(trainable_parameters(self.model))
         if self.dist.is_main:
             path = ckpt.save_checkpoint(self.out, self.state.global_step, self.model, self.optimizer, state,
                                         self.config.keep_checkpoints)
             write_results_csv(self.out / "results.csv", self.state.results)
-            self.events.emit("checkpoint", step=self.state.global_step, path=str(path))
+            self.events.emit(CheckpointEvent(step=self.state.global_step, path=path))
         self.dist.barrier()
         return path
 
-    def _result(self, status: str) -> TrainResult:
+    def _result(self, status: RunStatus) -> TrainResult:
         return TrainResult(out=self.out, status=status, state=self.state, hyperparameters=self.hp,
                            train=self.train_data, valid=self.valid_data)
 

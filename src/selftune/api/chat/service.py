@@ -36,11 +36,11 @@ from selftune.api.chat.protocol import (
 from selftune.api.chat.stored import StoredCompletions
 from selftune.api.errors import APIError, bad_request, not_found
 from selftune.api.metadata import check_metadata
+from selftune.api.models.service import find_fine_tuned
 from selftune.models.catalog import base_models
-from selftune.models.ids import parse_fine_tuned_id
 from selftune.serve.engine import Engine, Finished, GenerationRequest, SamplingParams, ServedModel, Token
 from selftune.store.db import Database
-from selftune.store.tables import CheckpointRow, JobRow, ModelRow, new_id
+from selftune.store.tables import JobRow, new_id
 
 # parameters of the hosted API that selftune does not implement yet: refused by name, never ignored
 NOT_YET = ("functions", "function_call", "logit_bias", "audio",
@@ -73,17 +73,8 @@ class ChatService:
         bases = base_models()
         if model_id in bases:
             return ServedModel(model_id, bases[model_id].source)
-        parsed = parse_fine_tuned_id(model_id)
         with self.db.transaction() as session:
-            if parsed is None:
-                row = None
-            elif parsed.step is None:
-                row = session.scalar(select(ModelRow).where(ModelRow.id == model_id, ModelRow.org == org))
-            else:
-                row = session.scalar(select(CheckpointRow).where(CheckpointRow.model == model_id,
-                                                                 CheckpointRow.org == org))
-            if row is None:
-                raise not_found("model", model_id, param="model")
+            row = find_fine_tuned(session, org, model_id)
             job = session.scalar(select(JobRow).where(JobRow.id == row.job_id))
         base = bases.get(job.model)
         if base is None:

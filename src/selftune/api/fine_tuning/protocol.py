@@ -6,32 +6,28 @@ fields) and checked in the service, so every refusal can name its ``param``.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from selftune.jobs.lifecycle import JobStatus
+from selftune.train.methods import HYPERPARAMETERS, METHODS
 
 Number = Union[Literal["auto"], int, float]
-JobStatus = Literal["validating_files", "queued", "running", "paused", "succeeded", "failed", "cancelled"]
 
 
-class Hyperparameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    batch_size: Number | None = None
-    learning_rate_multiplier: Number | None = None
-    n_epochs: Number | None = None
-    beta: Number | None = None  # dpo only
+# one optional field per hyperparameter and per method of selftune.train.methods, so a new one is accepted
+# (and documented in the OpenAPI schema) without another list to keep in step
+Hyperparameters = create_model("Hyperparameters", __config__=ConfigDict(extra="forbid"),
+                               **{name: (Optional[Number], None) for name in HYPERPARAMETERS})
 
 
 class MethodSettings(BaseModel):
     hyperparameters: Hyperparameters | None = None
 
 
-class MethodRequest(BaseModel):
-    type: str
-    supervised: MethodSettings | None = None
-    dpo: MethodSettings | None = None
-    reinforcement: dict | None = None
+MethodRequest = create_model("MethodRequest", type=(str, ...), reinforcement=(Optional[dict], None),
+                             **{method.value: (Optional[MethodSettings], None) for method in METHODS})
 
 
 class JobCreateRequest(BaseModel):

@@ -1,8 +1,8 @@
 """Fine-tuning jobs: refuse bad requests at once (400 with ``param``), queue good ones, report on them.
 
 The API only writes rows; the worker (:mod:`selftune.jobs.worker`) does the training and moves a
-job through ``validating_files -> queued -> running -> succeeded | failed | cancelled`` (and
-``paused``). Cancel and pause are requests the worker carries out within seconds.
+job through its lifecycle (:mod:`selftune.jobs.lifecycle`). Cancel and pause are requests the
+worker carries out within seconds.
 """
 
 from __future__ import annotations
@@ -22,17 +22,21 @@ from selftune.api.fine_tuning.protocol import (
 from selftune.api.metadata import check_metadata
 from selftune.api.pagination import page
 from selftune.jobs.events import add_event
+from selftune.jobs.lifecycle import (
+    ACTIVE,
+    INITIAL,
+    PAUSES_AT_ONCE,
+    Control,
+    JobStatus,
+    file_problem,
+    move,
+    resumed_status,
+)
 from selftune.models.catalog import base_models
 from selftune.models.ids import SUFFIX_PATTERN, parse_fine_tuned_id
 from selftune.store.db import Database
 from selftune.store.tables import CheckpointRow, EventRow, FileRow, JobRow, new_id, now
-from selftune.train.config import hyperparameter_problem
-
-METHODS = ("supervised", "dpo")
-HYPERPARAMETERS = {"supervised": ("batch_size", "learning_rate_multiplier", "n_epochs"),
-                   "dpo": ("batch_size", "learning_rate_multiplier", "n_epochs", "beta")}
-FILE_FORMAT = {"supervised": "sft", "dpo": "dpo"}
-ACTIVE = ("validating_files", "queued", "running", "paused")
+from selftune.train.methods import METHODS, SHARED_HYPERPARAMETERS, Method, hyperparameter_problem, one_of
 
 
 class JobService:
@@ -55,7 +59,7 @@ class JobService:
             job = JobRow(id=new_id("ftjob-"), org=org, model=request.model, training_file=request.training_file,
                          validation_file=request.validation_file, method=method, hyperparameters=hyperparameters,
                          suffix=request.suffix or None, seed=request.seed if request.seed is not None
-                         else secrets.randbelow(2**31), metadata_=metadata, status="validating_files",
+                         else secrets.randbelow(2**31), metadata_=metadata, status=INITIAL,
                          result_files=[], created_at=now())
             session.add(job)
             session.flush()
@@ -66,12 +70,12 @@ class JobService:
 
     @staticmethod
     def _method(request: JobCreateRequest) -> str:
-        method = request.method.type if request.method else "supervised"
+        method = request.method.type if request.method else Method.SUPERVISED
         if method == "reinforcement":
             raise bad_request("Reinforcement fine-tuning is not supported yet by selftune.", param="method.type")
         if method not in METHODS:
-            raise bad_request(f"Invalid method type {method!r}: expected 'supervised' or 'dpo'.", param="method.type")
-        return method
+            raise bad_request(f"Invalid method type {method!r}: expected {one_of(METHODS)}.", param="method.type")
+        return Method(method)
 
     @staticmethod
     def _hyperparameters(request: JobCreateRequest, method: str) -> dict:
@@ -84,7 +88,7 @@ class JobService:
         for prefix, hp in sources:
             for name, value in (hp or Hyperparameters()).model_dump(exclude_none=True).items():
                 param = f"{prefix}.{name}"
-                if name not in HYPERPARAMETERS[method]:
+                if name not in METHODS[method].hyperparameters:
                     raise bad_request(f"{name} is not a hyperparameter of the {method} method.", param=param)
                 problem = hyperparameter_problem(name, value)
                 if problem:
@@ -92,7 +96,7 @@ class JobService:
                 if name in given and given[name] != value:
                     raise bad_request(f"{name} is given twice with different values.", param=param)
                 given[name] = value
-        return {name: given.get(name, "auto") for name in HYPERPARAMETERS[method]}
+        return {name: given.get(name, "auto") for name in METHODS[method].hyperparameters}
 
     @staticmethod
     def _check_model(model: str) -> None:
@@ -113,19 +117,9 @@ class JobService:
     @staticmethod
     def _check_file(session, org: str, file_id: str, param: str, method: str) -> None:
         row = session.scalar(select(FileRow).where(FileRow.id == file_id, FileRow.org == org))
-        if row is None:
-            raise bad_request(f"invalid {param}: no such file {file_id!r}.", param=param, code="file_not_found")
-        if row.purpose != "fine-tune":
-            raise bad_request(f"invalid {param}: {file_id} has purpose {row.purpose!r}; upload it with purpose "
-                              "'fine-tune'.", param=param, code="invalid_file_purpose")
-        if row.status == "error":
-            raise bad_request(f"invalid {param}: {file_id} failed validation. {row.status_details}", param=param,
-                              code="invalid_file")
-        if row.status == "processed" and row.format != FILE_FORMAT[method]:
-            kind = {"sft": "chat (messages)", "dpo": "preference (input, preferred_output, non_preferred_output)"}
-            raise bad_request(f"invalid {param}: {file_id} is in {kind.get(row.format, 'another')} format; the "
-                              f"{method} method needs {kind[FILE_FORMAT[method]]} examples.", param=param,
-                              code="invalid_file_format")
+        problem = file_problem(row, file_id, param, method)
+        if problem is not None:
+            raise bad_request(problem.message, param=param, code=problem.code)
 
     # ---- read --------------------------------------------------------------------------------
     def retrieve(self, org: str, job_id: str) -> FineTuningJob:
@@ -162,7 +156,8 @@ class JobService:
             if job.status not in ACTIVE:
                 raise bad_request(f"Job {job_id} has already {job.status}; only a job that has not finished can "
                                   "be cancelled.", param="fine_tuning_job_id", code="job_not_active")
-            job.status, job.finished_at, job.control = "cancelled", now(), "cancel"
+            move(job, JobStatus.CANCELLED)
+            job.control = Control.CANCEL
             add_event(session, job, "Fine-tuning job cancelled")
             return to_job(job)
 
@@ -170,13 +165,13 @@ class JobService:
         """A queued job pauses at once; a running one at its next step, after saving a checkpoint."""
         with self.db.transaction() as session:
             job = self._row(session, org, job_id, lock=True)
-            if job.status in ("validating_files", "queued"):
-                job.status = "paused"
+            if job.status in PAUSES_AT_ONCE:
+                move(job, JobStatus.PAUSED)
                 add_event(session, job, "Fine-tuning job paused")
-            elif job.status == "running":
-                job.control = "pause"
+            elif job.status == JobStatus.RUNNING:
+                job.control = Control.PAUSE
                 add_event(session, job, "Pausing fine-tuning job at the next step (a checkpoint is saved)")
-            elif job.status != "paused":
+            elif job.status != JobStatus.PAUSED:
                 raise bad_request(f"Job {job_id} is {job.status}; only a queued or running job can be paused.",
                                   param="fine_tuning_job_id", code="job_not_active")
             return to_job(job)
@@ -184,12 +179,11 @@ class JobService:
     def resume(self, org: str, job_id: str) -> FineTuningJob:
         with self.db.transaction() as session:
             job = self._row(session, org, job_id, lock=True)
-            if job.status != "paused":
+            if job.status != JobStatus.PAUSED:
                 raise bad_request(f"Job {job_id} is {job.status}; only a paused job can be resumed.",
                                   param="fine_tuning_job_id", code="job_not_paused")
-            # a job that has started owns copies of its files (deleting the uploads can't hurt it): straight
-            # back to the queue; one paused before it started has its files checked again first
-            job.status, job.control = ("queued" if job.attempts else "validating_files"), None
+            move(job, resumed_status(job))
+            job.control = None
             add_event(session, job, "Fine-tuning job resumed")
             return to_job(job)
 
@@ -204,15 +198,15 @@ class JobService:
 
 def to_job(job: JobRow) -> FineTuningJob:
     hp = dict(job.resolved_hyperparameters or job.hyperparameters)
-    method_hp = {k: v for k, v in hp.items() if k in HYPERPARAMETERS[job.method]}
-    top_level = {k: method_hp[k] for k in HYPERPARAMETERS["supervised"]}
-    error = job.error if job.status == "failed" else None
+    method_hp = {k: v for k, v in hp.items() if k in METHODS[job.method].hyperparameters}
+    top_level = {k: method_hp[k] for k in SHARED_HYPERPARAMETERS}
+    error = job.error if job.status == JobStatus.FAILED else None
     return FineTuningJob(
         id=job.id, created_at=job.created_at, error=error, fine_tuned_model=job.fine_tuned_model,
         finished_at=job.finished_at, hyperparameters=top_level, model=job.model, organization_id=job.org,
         result_files=list(job.result_files or []), seed=job.seed, status=job.status,
         trained_tokens=job.trained_tokens, training_file=job.training_file, validation_file=job.validation_file,
-        estimated_finish=job.estimated_finish if job.status == "running" else None, metadata=job.metadata_,
+        estimated_finish=job.estimated_finish if job.status == JobStatus.RUNNING else None, metadata=job.metadata_,
         method={"type": job.method, job.method: {"hyperparameters": method_hp}}, user_provided_suffix=job.suffix,
     )
 

@@ -37,7 +37,7 @@ class ModelService:
         if base is not None:
             return Model(id=base.id, created=BASE_CREATED, owned_by=base.owned_by)
         with self.db.transaction() as session:
-            row = self._fine_tuned(session, org, model_id)
+            row = find_fine_tuned(session, org, model_id)
             return Model(id=model_id, created=row.created_at, owned_by=row.org)
 
     def delete(self, org: str, model_id: str) -> ModelDeleted:
@@ -57,14 +57,17 @@ class ModelService:
         shutil.rmtree(row.path, ignore_errors=True)
         return ModelDeleted(id=model_id, deleted=True)
 
-    @staticmethod
-    def _fine_tuned(session, org: str, model_id: str) -> ModelRow | CheckpointRow:
-        parsed = parse_fine_tuned_id(model_id)
-        if parsed is None:
-            raise not_found("model", model_id, param="model")
-        table = ModelRow if parsed.step is None else CheckpointRow
-        column = ModelRow.id if parsed.step is None else CheckpointRow.model
-        row = session.scalar(select(table).where(column == model_id, table.org == org))
-        if row is None:
-            raise not_found("model", model_id, param="model")
-        return row
+
+
+def find_fine_tuned(session, org: str, model_id: str) -> ModelRow | CheckpointRow:
+    """The caller's fine-tuned model or checkpoint named ``model_id``; 404 when there is none (another
+    organisation's is as absent as one never made). Listing, retrieving and serving all look up here."""
+    parsed = parse_fine_tuned_id(model_id)
+    if parsed is None:
+        raise not_found("model", model_id, param="model")
+    table = ModelRow if parsed.step is None else CheckpointRow
+    column = ModelRow.id if parsed.step is None else CheckpointRow.model
+    row = session.scalar(select(table).where(column == model_id, table.org == org))
+    if row is None:
+        raise not_found("model", model_id, param="model")
+    return row
