@@ -23,7 +23,7 @@ from selftune.errors import SelftuneError
 from selftune.evals.config import EvalConfig
 from selftune.migrate.config import CaptureConfig, CompareConfig
 from selftune.models.registry import DEFAULT_MODEL
-from selftune.train.config import TrainConfig
+from selftune.train.config import TrainConfig, config_problems
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Self-hosted, OpenAI-compatible fine-tuning of open language models.")
@@ -88,7 +88,7 @@ def build(config: type[BaseModel], **values: Any) -> Any:
     try:
         return config(**values)
     except ValidationError as exc:
-        raise SelftuneError("; ".join(_validation_message(e) for e in exc.errors())) from None
+        raise SelftuneError(config_problems(exc)) from None
 
 
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Base model whose tokenizer and chat template to use.")]
@@ -338,12 +338,6 @@ def train(
     out.print(f"output: {result.out}", markup=False)
 
 
-def _validation_message(error: dict) -> str:
-    field = ".".join(str(p) for p in error.get("loc", ()))
-    message = error.get("msg", "").removeprefix("Value error, ")
-    return f"{field}: {message}" if field else message
-
-
 @app.command("export")
 def export(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="Output folder of `selftune train`.")],
@@ -419,15 +413,11 @@ def worker_command(home: HomeOption = None) -> None:
     import signal
 
     from selftune.jobs.worker import Worker
-    from selftune.store.blobs import BlobStore
-    from selftune.store.db import Database
 
     if home is not None:
         os.environ["SELFTUNE_HOME"] = str(home)
     settings = _service_settings()
-    worker = Worker(db=Database(settings.database), blobs=BlobStore(settings.blobs_dir), jobs_dir=settings.jobs_dir,
-                    concurrent_jobs=settings.concurrent_jobs, lease_seconds=settings.job_lease_seconds,
-                    metrics_every=settings.metrics_every)
+    worker = Worker.from_settings(settings)
     for sig in (signal.SIGINT, signal.SIGTERM):  # stop at a checkpoint and queue the jobs again
         signal.signal(sig, lambda *_: worker.stop())
     err.print(f"selftune worker {worker.id} on {settings.database.split('@')[-1]}", markup=False)

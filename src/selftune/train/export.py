@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from selftune.errors import SelftuneError
 from selftune.models.resolve import resolve_model
 from selftune.store.atomic import atomic_directory
-from selftune.train.output import TRAINING_JSON
+from selftune.train.events import TRAINING_JSON
 
 
 def export_merged(folder: Path, out: Path, dtype: str = "float32") -> Path:
