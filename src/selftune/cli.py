@@ -725,11 +725,12 @@ def _key_values(items: list[str] | None) -> dict[str, str]:
 
 def _service_settings():
     from selftune.config import get_settings
+    from selftune.models.catalog import base_models
 
     try:
         settings = get_settings()
         settings.organisations()
-        settings.extra_base_models()
+        base_models()  # SELFTUNE_BASE_MODELS and SELFTUNE_MODEL_ALIASES, aliases checked against the models
     except (ValidationError, ValueError) as exc:
         raise SelftuneError(str(exc).splitlines()[0]) from None
     return settings

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     base_models: str | None = Field(
         None, description="Extra base models the API offers, 'name=folder-or-hub-id,...', beside the "
                           "bundled ones. Names may not contain ':' (it separates the parts of ft: ids).")
+    aliases: str | None = Field(
+        None, validation_alias="SELFTUNE_MODEL_ALIASES",
+        description="Hosted model names mapped to base models of this server, 'hosted-name=base-model,...' "
+                    "(e.g. gpt-4.1-nano-2025-04-14=smollm2-135m-instruct), so scripts written for the hosted "
+                    "service run unchanged. Name to name: the target must be a bundled model or one of "
+                    "SELFTUNE_BASE_MODELS.")
     job_lease_seconds: float = Field(
         30.0, gt=0, description="A running job whose worker has not been heard from for this long is "
                                 "taken over by another worker (after a crash), resuming from its checkpoint.")
@@ -84,6 +90,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"SELFTUNE_BASE_MODELS: {item!r} is not 'name=folder-or-hub-id' (no ':' in name)")
             models[name] = source
         return models
+
+    def model_aliases(self) -> dict[str, str]:
+        """Hosted name -> base model name, from SELFTUNE_MODEL_ALIASES (checked against the offered
+        models by :func:`selftune.models.catalog.base_models`)."""
+        aliases = {}
+        for item in filter(None, (i.strip() for i in (self.aliases or "").split(","))):
+            name, sep, target = item.partition("=")
+            name, target = name.strip(), target.strip()
+            if not sep or not name or not target or ":" in name or ":" in target:
+                raise ValueError(f"SELFTUNE_MODEL_ALIASES: {item!r} is not 'hosted-name=base-model' (no ':' in names)")
+            aliases[name] = target
+        return aliases
 
     @property
     def models_dir(self) -> Path:
