@@ -109,12 +109,3 @@ def test_a_fine_tuned_model_answers_as_soon_as_its_job_succeeds(client, tmp_path
     assert base.choices[0].message.content != tuned.choices[0].message.content
     checkpoint = next(iter(client.fine_tuning.jobs.checkpoints.list(job.id))).fine_tuned_model_checkpoint
     assert client.chat.completions.create(model=checkpoint, messages=question, max_tokens=4).choices
-
-
-def test_another_organisation_cannot_use_a_fine_tuned_model(tmp_path, org_client, chat_rows, upload, wait_for):
-    alice, bob = org_client("key-a"), org_client("key-b")
-    training = upload(alice, tmp_path / "a.jsonl", chat_rows(12))
-    job = wait_for(alice, alice.fine_tuning.jobs.create(model="tiny", training_file=training.id).id)
-    assert alice.chat.completions.create(model=job.fine_tuned_model, messages=HELLO, max_tokens=2).choices
-    with pytest.raises(openai.NotFoundError):
-        bob.chat.completions.create(model=job.fine_tuned_model, messages=HELLO, max_tokens=2)

@@ -11,9 +11,6 @@ import sys
 
 import pytest
 
-from tests.conftest import write_jsonl
-from tests.e2e.conftest import Server, chat_rows, upload, wait_for
-
 
 def selftune(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "selftune.cli", *args], capture_output=True, text=True,
@@ -21,12 +18,10 @@ def selftune(*args: str, env: dict | None = None, timeout: float = 300) -> subpr
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory, tiny_model):
+def evaluated(tmp_path_factory, new_server, chat_rows, upload, wait_for, write_jsonl):
     """A fine-tuned tiny model, then ``selftune eval`` of it and of the 3-shot base through the CLI."""
     tmp = tmp_path_factory.mktemp("eval")
-    server = Server(tmp / "home", {"SELFTUNE_BASE_MODELS": f"tiny={tiny_model}", "HF_HUB_OFFLINE": "1",
-                                   "SELFTUNE_API_KEYS": ""})
-    server.home.mkdir()
+    server = new_server()
     server.start()
     try:
         client = server.client()
@@ -98,7 +93,7 @@ def test_the_html_report_opens_without_console_errors(evaluated):
     assert problems == []
 
 
-def test_eval_starts_a_local_server_when_none_is_given(tmp_path, tiny_model):
+def test_eval_starts_a_local_server_when_none_is_given(tmp_path, tiny_model, chat_rows, write_jsonl):
     test = write_jsonl(tmp_path / "test.jsonl", chat_rows(6, seed=5))
     env = {"SELFTUNE_HOME": str(tmp_path / "home"), "SELFTUNE_BASE_MODELS": f"tiny={tiny_model}",
            "HF_HUB_OFFLINE": "1", "SELFTUNE_API_KEYS": ""}
