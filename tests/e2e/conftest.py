@@ -89,14 +89,10 @@ def new_server(tmp_path_factory, service_env):
     return new
 
 
-@pytest.fixture
-def server(new_server):
-    """A started server in local mode (no API keys), stopped after the test."""
+@pytest.fixture(scope="session")
+def chat_server(new_server):
+    """One server shared by the tests that only chat (and store completions under metadata of their own):
+    they need no fresh state, and sharing spares a start and an engine load each."""
     srv = new_server().start()
     yield srv
     srv.stop()
-
-
-@pytest.fixture
-def client(server) -> openai.OpenAI:
-    return server.client()
