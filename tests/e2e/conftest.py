@@ -90,9 +90,9 @@ def new_server(tmp_path_factory, service_env):
 
 
 @pytest.fixture(scope="session")
-def chat_server(new_server):
-    """One server shared by the tests that only chat (and store completions under metadata of their own):
-    they need no fresh state, and sharing spares a start and an engine load each."""
+def shared_server(new_server):
+    """One server shared by the tests that need no fresh state: they chat, store completions under
+    metadata of their own, or train a job of their own. Sharing spares a start and an engine load each."""
     srv = new_server().start()
     yield srv
     srv.stop()

@@ -12,8 +12,8 @@ import sys
 HELLO = [{"role": "user", "content": "Where is my new card?"}]
 
 
-def test_streaming_over_a_socket_equals_the_whole_answer(chat_server):
-    client = chat_server.client()
+def test_streaming_over_a_socket_equals_the_whole_answer(shared_server):
+    client = shared_server.client()
     kwargs = dict(model="tiny", messages=HELLO, max_tokens=8, temperature=0)
     whole = client.chat.completions.create(**kwargs)
     with client.chat.completions.with_streaming_response.create(**kwargs, stream=True) as response:
@@ -26,12 +26,12 @@ def test_streaming_over_a_socket_equals_the_whole_answer(chat_server):
     assert chunks[-1].choices == [] and chunks[-1].usage.model_dump() == whole.usage.model_dump()
 
 
-def test_selftune_chat_streams_answers(chat_server):
-    result = subprocess.run([sys.executable, "-m", "selftune.cli", "chat", "tiny", "--base-url", chat_server.url,
+def test_selftune_chat_streams_answers(shared_server):
+    result = subprocess.run([sys.executable, "-m", "selftune.cli", "chat", "tiny", "--base-url", shared_server.url,
                              "--temperature", "0", "--max-tokens", "4"], input="Hello\nAnd again\n",
                             capture_output=True, text=True, timeout=120, env={**os.environ, "OPENAI_API_KEY": "k"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("\n") >= 2  # one streamed answer per line typed
-    missing = subprocess.run([sys.executable, "-m", "selftune.cli", "chat", "nope", "--base-url", chat_server.url],
+    missing = subprocess.run([sys.executable, "-m", "selftune.cli", "chat", "nope", "--base-url", shared_server.url],
                              input="Hello\n", capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "404: No such model: 'nope'" in missing.stderr
