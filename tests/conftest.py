@@ -98,6 +98,7 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 @pytest.fixture(name="write_jsonl", scope="session")
 def write_jsonl_fixture():
+    """``write_jsonl`` as a fixture, so test modules need not import it from here."""
     return write_jsonl
 
 
