@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.data.test_check import ANSWER, SYSTEM
-
+SYSTEM = {"role": "system", "content": "Classify the message."}
+ANSWER = {"role": "assistant", "content": "lost_or_stolen_card"}
 SELFTUNE = str(Path(sys.executable).parent / "selftune")
 # Runs the command in a fresh parent, so the peak RSS of its children is the command's alone.
 MEASURE_CHILD_RSS = (

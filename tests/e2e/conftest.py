@@ -1,6 +1,9 @@
-"""A real ``selftune serve`` (uvicorn, SQLite, embedded worker) on a free 127.0.0.1 port, per test.
+"""A real ``selftune serve`` (uvicorn, SQLite, embedded worker) on a free 127.0.0.1 port.
 
-Tests drive it only through the official ``openai`` SDK, as a user's script would.
+Only for tests whose point is the process boundary: streaming over a real socket, ``kill -9`` and
+Ctrl-C of the server, two workers on one queue, the CLI talking to (or starting) a server. Everything
+else drives the same app in-process (tests/api/). Tests drive it only through the official ``openai``
+SDK or the CLI, as a user would.
 """
 
 from __future__ import annotations
@@ -19,10 +22,6 @@ import openai
 import pytest
 
 from selftune.evals.local_server import free_port
-from tests.conftest import write_jsonl
-
-TERMINAL = ("succeeded", "failed", "cancelled")
-
 
 
 @dataclass
@@ -76,68 +75,24 @@ class Server:
         return "\n".join((self.home / f"server-{self.port}.log").read_text(errors="replace").splitlines()[-40:])
 
 
-@pytest.fixture
-def server_env(tiny_model) -> dict:
-    return {"SELFTUNE_BASE_MODELS": f"tiny={tiny_model}", "SELFTUNE_JOB_LEASE_SECONDS": "3",
-            "SELFTUNE_METRICS_EVERY": "1", "HF_HUB_OFFLINE": "1", "SELFTUNE_API_KEYS": ""}
+@pytest.fixture(scope="session")
+def new_server(tmp_path_factory, service_env):
+    """``new_server(home=None, args=(), **env)``: a server (not started yet) with the test service's
+    environment plus ``env``, in ``home`` or a fresh one; start and stop it in the test."""
+
+    def new(home: Path | None = None, args: tuple = (), **env: str) -> Server:
+        if home is None:
+            home = tmp_path_factory.mktemp("server") / "home"
+            home.mkdir()
+        return Server(home, {**service_env, **env}, list(args))
+
+    return new
 
 
-@pytest.fixture
-def server(tmp_path, server_env):
-    """A started server in local mode (no API keys), stopped after the test."""
-    srv = Server(tmp_path / "home", server_env)
-    srv.home.mkdir()
-    srv.start()
+@pytest.fixture(scope="session")
+def shared_server(new_server):
+    """One server shared by the tests that need no fresh state: they chat, store completions under
+    metadata of their own, or train a job of their own. Sharing spares a start and an engine load each."""
+    srv = new_server().start()
     yield srv
     srv.stop()
-
-
-@pytest.fixture
-def keyed_server(tmp_path, server_env):
-    """A started server with two keys for two organisations: key-a (org-a) and key-b (org-b)."""
-    server = Server(tmp_path / "home", {**server_env, "SELFTUNE_API_KEYS": "key-a:org-a,key-b:org-b"})
-    server.home.mkdir()
-    yield server.start()
-    server.stop()
-
-
-@pytest.fixture
-def client(server) -> openai.OpenAI:
-    return server.client()
-
-
-def chat_rows(n: int, seed: int = 0) -> list[dict]:
-    """``n`` small, valid chat examples (a toy intent task), different for each seed."""
-    intents = ["card_arrival", "lost_card", "top_up", "refund", "exchange_rate"]
-    return [{"messages": [{"role": "system", "content": "Classify the banking question."},
-                          {"role": "user", "content": f"question {seed}-{i}: about {intents[i % 5]} please"},
-                          {"role": "assistant", "content": intents[i % 5]}]} for i in range(n)]
-
-
-def preference_rows(n: int) -> list[dict]:
-    return [{"input": {"messages": [{"role": "user", "content": f"Say yes {i}"}]},
-             "preferred_output": [{"role": "assistant", "content": "yes"}],
-             "non_preferred_output": [{"role": "assistant", "content": "no"}]} for i in range(n)]
-
-
-def upload(client: openai.OpenAI, path: Path, rows: list | None = None, wait: bool = True):
-    if rows is not None:
-        write_jsonl(path, rows)
-    with open(path, "rb") as f:
-        created = client.files.create(file=f, purpose="fine-tune")
-    return client.files.wait_for_processing(created.id, poll_interval=0.1, max_wait_seconds=60) if wait else created
-
-
-def wait_for(client: openai.OpenAI, job_id: str, statuses=TERMINAL, timeout: float = 180):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = client.fine_tuning.jobs.retrieve(job_id)
-        if job.status in statuses:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still {job.status} after {timeout}s")
-
-
-def all_events(client: openai.OpenAI, job_id: str) -> list:
-    """Every event, oldest first (the API lists newest first)."""
-    return list(reversed(list(client.fine_tuning.jobs.list_events(job_id, limit=100))))

@@ -16,11 +16,11 @@ def selftune(*args: str) -> subprocess.CompletedProcess:
                           timeout=300, env={**os.environ, "OPENAI_API_KEY": "local"})
 
 
-def test_distill_from_a_selftune_teacher(server, tmp_path):
+def test_distill_from_a_selftune_teacher(shared_server, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(f"My card number {i} has not arrived" for i in range(12)) + "\n")
     out = tmp_path / "train.jsonl"
-    result = selftune("distill", "--prompts", str(prompts), "--out", str(out), "--teacher-base-url", server.url,
+    result = selftune("distill", "--prompts", str(prompts), "--out", str(out), "--teacher-base-url", shared_server.url,
                       "--teacher-model", "tiny", "--max-tokens", "6", "--keep-truncated", "--concurrency", "4",
                       "--temperature", "1")  # the random test model's greedy answers are blank
     assert result.returncode == 0, result.stderr
@@ -32,7 +32,8 @@ def test_distill_from_a_selftune_teacher(server, tmp_path):
     assert all(r["messages"][-1]["role"] == "assistant" and r["messages"][-1]["content"] for r in rows)
 
 
-def test_distill_from_stored_completions_filtered_by_metadata(server, client, tmp_path):
+def test_distill_from_stored_completions_filtered_by_metadata(shared_server, tmp_path):
+    client = shared_server.client()
     asked = []
     for i in range(14):
         question = [{"role": "user", "content": f"Where is card {i}?"}]
@@ -42,7 +43,7 @@ def test_distill_from_stored_completions_filtered_by_metadata(server, client, tm
     client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Fees?"}], max_tokens=5,
                                    store=True, metadata={"task": "fees"})
     out = tmp_path / "stored.jsonl"
-    result = selftune("distill", "--from-stored", "--metadata", "task=cards", "--base-url", server.url,
+    result = selftune("distill", "--from-stored", "--metadata", "task=cards", "--base-url", shared_server.url,
                       "--out", str(out), "--keep-truncated")
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]

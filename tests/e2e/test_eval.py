@@ -11,9 +11,6 @@ import sys
 
 import pytest
 
-from tests.conftest import write_jsonl
-from tests.e2e.conftest import Server, chat_rows, upload, wait_for
-
 
 def selftune(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "selftune.cli", *args], capture_output=True, text=True,
@@ -21,30 +18,23 @@ def selftune(*args: str, env: dict | None = None, timeout: float = 300) -> subpr
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory, tiny_model):
+def evaluated(tmp_path_factory, shared_server, chat_rows, upload, wait_for, write_jsonl):
     """A fine-tuned tiny model, then ``selftune eval`` of it and of the 3-shot base through the CLI."""
     tmp = tmp_path_factory.mktemp("eval")
-    server = Server(tmp / "home", {"SELFTUNE_BASE_MODELS": f"tiny={tiny_model}", "HF_HUB_OFFLINE": "1",
-                                   "SELFTUNE_API_KEYS": ""})
-    server.home.mkdir()
-    server.start()
-    try:
-        client = server.client()
-        train = chat_rows(20)
-        job = client.fine_tuning.jobs.create(model="tiny", training_file=upload(client, tmp / "train.jsonl", train).id,
-                                             seed=0, hyperparameters={"n_epochs": 20, "learning_rate_multiplier": 10})
-        job = wait_for(client, job.id)
-        assert job.status == "succeeded", job.error
-        test = write_jsonl(tmp / "test.jsonl", train[:12])  # the model learnt these: its answers are close
-        shots = write_jsonl(tmp / "shots.jsonl", chat_rows(20, seed=2))
-        result = selftune("eval", "--data", str(test), "--model", job.fine_tuned_model, "--model", "tiny",
-                          "--few-shot", "3", "--few-shot-from", str(shots), "--grader", "classification",
-                          "--grader", "judge:tiny", "--base-url", server.url, "--concurrency", "3",
-                          "--max-tokens", "8", "--price", "hosted-mini=0.15:0.60", "--out", str(tmp / "report"))
-        assert result.returncode == 0, result.stderr + server.log()
-        yield tmp / "report", result.stdout, job.fine_tuned_model
-    finally:
-        server.stop()
+    client = shared_server.client()
+    train = chat_rows(20)
+    job = client.fine_tuning.jobs.create(model="tiny", training_file=upload(client, tmp / "train.jsonl", train).id,
+                                         seed=0, hyperparameters={"n_epochs": 20, "learning_rate_multiplier": 10})
+    job = wait_for(client, job.id)
+    assert job.status == "succeeded", job.error
+    test = write_jsonl(tmp / "test.jsonl", train[:12])  # the model learnt these: its answers are close
+    shots = write_jsonl(tmp / "shots.jsonl", chat_rows(20, seed=2))
+    result = selftune("eval", "--data", str(test), "--model", job.fine_tuned_model, "--model", "tiny",
+                      "--few-shot", "3", "--few-shot-from", str(shots), "--grader", "classification",
+                      "--grader", "judge:tiny", "--base-url", shared_server.url, "--concurrency", "3",
+                      "--max-tokens", "8", "--price", "hosted-mini=0.15:0.60", "--out", str(tmp / "report"))
+    assert result.returncode == 0, result.stderr + shared_server.log()
+    return tmp / "report", result.stdout, job.fine_tuned_model
 
 
 def test_report_puts_the_fine_tuned_model_beside_the_few_shot_base(evaluated):
@@ -98,7 +88,7 @@ def test_the_html_report_opens_without_console_errors(evaluated):
     assert problems == []
 
 
-def test_eval_starts_a_local_server_when_none_is_given(tmp_path, tiny_model):
+def test_eval_starts_a_local_server_when_none_is_given(tmp_path, tiny_model, chat_rows, write_jsonl):
     test = write_jsonl(tmp_path / "test.jsonl", chat_rows(6, seed=5))
     env = {"SELFTUNE_HOME": str(tmp_path / "home"), "SELFTUNE_BASE_MODELS": f"tiny={tiny_model}",
            "HF_HUB_OFFLINE": "1", "SELFTUNE_API_KEYS": ""}

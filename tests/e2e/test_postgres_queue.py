@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
-from tests.e2e.conftest import Server, all_events, chat_rows, free_port, upload, wait_for
+from selftune.evals.local_server import free_port
 
 JOBS = 6
 PG_USER, PG_DATABASE = "selftune", "selftune_queue"
@@ -122,17 +122,18 @@ def wait_for_log(log: Path, pattern: str, process: subprocess.Popen, timeout: fl
 
 
 @pytest.mark.slow
-def test_two_workers_run_every_job_exactly_once(postgres_url, server_env, tmp_path):
+def test_two_workers_run_every_job_exactly_once(postgres_url, service_env, new_server, tmp_path, chat_rows, upload,
+                                                wait_for, all_events):
     from selftune.store.db import Database
     from selftune.store.tables import JobRow, ModelRow
 
-    env = {**server_env, "SELFTUNE_DATABASE_URL": postgres_url}
+    env = {**service_env, "SELFTUNE_DATABASE_URL": postgres_url}
     home = tmp_path / "home"
     home.mkdir()
     logs = [tmp_path / f"worker-{i}.log" for i in range(2)]
     # started together with the server: three processes migrate the empty database at once
     workers = [start_worker(home, env, log) for log in logs]
-    server = Server(home, env, args=["--no-worker"])
+    server = new_server(home, ["--no-worker"], SELFTUNE_DATABASE_URL=postgres_url)
     try:
         server.start()
         for worker, log in zip(workers, logs, strict=True):

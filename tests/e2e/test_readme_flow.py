@@ -9,9 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_jsonl
-from tests.e2e.conftest import Server, chat_rows
-
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
@@ -21,11 +18,11 @@ def readme_example() -> str:
 
 
 @pytest.mark.slow
-def test_readme_cookbook_on_the_bundled_model(tmp_path, smollm2_home, server_env):
+def test_readme_cookbook_on_the_bundled_model(tmp_path, smollm2_home, new_server, chat_rows, write_jsonl):
     home = tmp_path / "home"
     home.mkdir()
     (home / "models").symlink_to(smollm2_home / "models")  # the converted SmolLM2, shared by the session
-    server = Server(home, server_env).start()
+    server = new_server(home).start()
     try:
         write_jsonl(tmp_path / "train.jsonl", chat_rows(24))
         script = readme_example().replace("127.0.0.1:8000", f"127.0.0.1:{server.port}")

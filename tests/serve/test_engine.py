@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import torch
 
 from selftune.models.chat_template import render_prompt
-from selftune.serve.engine import Finished, GenerationRequest, SamplingParams, ServedModel, Token
+from selftune.serve.engine import GenerationRequest, SamplingParams, ServedModel
 
 
 @pytest.fixture(scope="module")
@@ -38,27 +36,6 @@ def engine():
     engine.close()
 
 
-def generate(engine, requests: list[GenerationRequest], timeout: float = 120) -> list[tuple[list[int], Finished]]:
-    """Submit all at once (so they share batches) and wait for every answer."""
-    results = [([], None) for _ in requests]
-    done = [threading.Event() for _ in requests]
-
-    def emit_for(i):
-        def emit(event):
-            if isinstance(event, Token) and event.choice is not None:
-                results[i][0].append(event.choice.token)
-            elif isinstance(event, Finished):
-                results[i] = (results[i][0], event)
-                done[i].set()
-        return emit
-
-    for i, request in enumerate(requests):
-        engine.submit(request, emit_for(i))
-    for event in done:
-        assert event.wait(timeout)
-    return results
-
-
 def reference(tiny_model, adapter, prompt: list[int], max_new_tokens: int) -> list[int]:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -71,7 +48,7 @@ def reference(tiny_model, adapter, prompt: list[int], max_new_tokens: int) -> li
     return out[0, len(prompt):].tolist()
 
 
-def test_greedy_answers_match_transformers_and_peft_with_adapters_mixed(engine, tiny_model, adapters):
+def test_greedy_answers_match_transformers_and_peft_with_adapters_mixed(engine, tiny_model, adapters, generate):
     tokenizer = engine.tokenizer(ServedModel("tiny", str(tiny_model)))
     prompts = [render_prompt(tokenizer, [{"role": "user", "content": text}])
                for text in ("Where is my card?", "How do I top up my account with a card?", "Hi")]
@@ -89,7 +66,7 @@ def test_greedy_answers_match_transformers_and_peft_with_adapters_mixed(engine, 
     assert by_model[0:3] != by_model[3:6] != by_model[6:9]  # each adapter answers differently
 
 
-def test_seed_reproduces_a_sampled_answer_whatever_the_batch(engine, tiny_model):
+def test_seed_reproduces_a_sampled_answer_whatever_the_batch(engine, tiny_model, generate):
     model = ServedModel("tiny", str(tiny_model))
     tokenizer = engine.tokenizer(model)
     prompt = render_prompt(tokenizer, [{"role": "user", "content": "Tell me a story"}])
@@ -101,7 +78,7 @@ def test_seed_reproduces_a_sampled_answer_whatever_the_batch(engine, tiny_model)
     assert len({tuple(t) for t, _ in crowded}) > 1
 
 
-def test_max_tokens_and_stop_sequences(engine, tiny_model):
+def test_max_tokens_and_stop_sequences(engine, tiny_model, generate):
     model = ServedModel("tiny", str(tiny_model))
     prompt = render_prompt(engine.tokenizer(model), [{"role": "user", "content": "Count"}])
     (tokens, finished), = generate(engine, [GenerationRequest(model, prompt, SamplingParams(max_tokens=5,
@@ -117,7 +94,7 @@ def test_max_tokens_and_stop_sequences(engine, tiny_model):
 
 
 @pytest.mark.slow
-def test_parity_on_the_bundled_model(smollm2_home, monkeypatch, tmp_path):
+def test_parity_on_the_bundled_model(smollm2_home, monkeypatch, tmp_path, generate):
     """SmolLM2-135M with a LoRA adapter, in fp32: the engine's greedy answers, several requests batched
     together, equal transformers + PEFT ``generate`` token for token (bf16 rounding may flip near-ties,
     in either implementation)."""
@@ -157,7 +134,7 @@ def test_parity_on_the_bundled_model(smollm2_home, monkeypatch, tmp_path):
         assert tokens == expected, (model.id, tokenizer.decode(tokens), tokenizer.decode(expected))
 
 
-def test_a_repeated_prompt_prefix_is_served_from_the_cache(engine, tiny_model, adapters):
+def test_a_repeated_prompt_prefix_is_served_from_the_cache(engine, tiny_model, adapters, generate):
     from selftune.serve.kv_pool import PAGE, KVPool
 
     for model in (ServedModel("tiny", str(tiny_model)), ServedModel("a1", str(tiny_model), adapters[0])):

@@ -10,7 +10,6 @@ import torch
 from selftune.models.chat_template import render_prompt
 from selftune.serve.engine import GenerationRequest, SamplingParams, ServedModel
 from selftune.serve.vllm_engine import vllm_usable
-from tests.serve.test_engine import generate
 
 pytestmark = pytest.mark.skipif(not vllm_usable(), reason="needs vLLM and a CUDA GPU")
 MODEL = "smollm2-135m-instruct"
@@ -45,7 +44,7 @@ def prompt(engine, text: str) -> list[int]:
     return render_prompt(engine.tokenizer(ServedModel(MODEL, MODEL)), [{"role": "user", "content": text}])
 
 
-def test_adapters_in_one_batch_answer_differently_from_the_base(served):
+def test_adapters_in_one_batch_answer_differently_from_the_base(served, generate):
     engine, adapters = served
     models = [ServedModel(MODEL, MODEL), ServedModel("a1", MODEL, adapters[0]), ServedModel("a2", MODEL, adapters[1])]
     ids = prompt(engine, "Where is my new card?")
@@ -58,7 +57,7 @@ def test_adapters_in_one_batch_answer_differently_from_the_base(served):
         assert finished.prompt_tokens == len(ids)
 
 
-def test_seed_and_grammar(served):
+def test_seed_and_grammar(served, generate):
     from selftune.serve.constraints import json_grammar
 
     engine, _ = served

@@ -8,10 +8,8 @@ import io
 import openai
 import pytest
 
-from tests.e2e.conftest import all_events, chat_rows, preference_rows, upload, wait_for
 
-
-def test_cookbook_flow(client, tmp_path):
+def test_cookbook_flow(client, tmp_path, chat_rows, upload, wait_for, all_events):
     training = upload(client, tmp_path / "train.jsonl", chat_rows(24))
     validation = upload(client, tmp_path / "valid.jsonl", chat_rows(10, seed=1))
     assert (training.status, training.purpose, training.filename) == ("processed", "fine-tune", "train.jsonl")
@@ -74,7 +72,7 @@ def test_cookbook_flow(client, tmp_path):
         client.files.retrieve(training.id)
 
 
-def test_dpo_job(client, tmp_path):
+def test_dpo_job(client, tmp_path, preference_rows, upload, wait_for):
     pairs = upload(client, tmp_path / "pairs.jsonl", preference_rows(12))
     job = client.fine_tuning.jobs.create(
         model="tiny", training_file=pairs.id,
@@ -85,7 +83,7 @@ def test_dpo_job(client, tmp_path):
     assert job.method.dpo.hyperparameters.batch_size == 8  # resolved
 
 
-def test_pagination(client, tmp_path):
+def test_pagination(client, tmp_path, chat_rows, upload):
     ids = [upload(client, tmp_path / f"f{i}.jsonl", chat_rows(10, seed=i), wait=False).id for i in range(5)]
     page = client.files.list(limit=2, purpose="fine-tune")
     assert [f.id for f in page.data] == ids[::-1][:2] and page.has_more

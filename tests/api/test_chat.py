@@ -1,11 +1,11 @@
-"""/v1/chat/completions through the openai SDK: answers, streaming, usage, sampling, refusals, fine-tuned models."""
+"""/v1/chat/completions through the openai SDK: answers, streaming, usage, sampling, refusals, fine-tuned models.
+
+Streaming over a real socket, and ``selftune chat`` against a server, are in e2e/test_streaming.py."""
 
 from __future__ import annotations
 
 import openai
 import pytest
-
-from tests.e2e.conftest import chat_rows, upload, wait_for
 
 HELLO = [{"role": "user", "content": "Where is my new card?"}]
 
@@ -94,7 +94,7 @@ def test_unknown_model_is_404(client):
             client.chat.completions.create(model=model, messages=HELLO)
 
 
-def test_a_fine_tuned_model_answers_as_soon_as_its_job_succeeds(client, tmp_path):
+def test_a_fine_tuned_model_answers_as_soon_as_its_job_succeeds(client, tmp_path, chat_rows, upload, wait_for):
     rows = chat_rows(20)
     training = upload(client, tmp_path / "train.jsonl", rows)
     job = client.fine_tuning.jobs.create(model="tiny", training_file=training.id, suffix="intents", seed=0,
@@ -109,27 +109,3 @@ def test_a_fine_tuned_model_answers_as_soon_as_its_job_succeeds(client, tmp_path
     assert base.choices[0].message.content != tuned.choices[0].message.content
     checkpoint = next(iter(client.fine_tuning.jobs.checkpoints.list(job.id))).fine_tuned_model_checkpoint
     assert client.chat.completions.create(model=checkpoint, messages=question, max_tokens=4).choices
-
-
-def test_another_organisation_cannot_use_a_fine_tuned_model(tmp_path, keyed_server):
-    alice, bob = keyed_server.client("key-a"), keyed_server.client("key-b")
-    training = upload(alice, tmp_path / "a.jsonl", chat_rows(12))
-    job = wait_for(alice, alice.fine_tuning.jobs.create(model="tiny", training_file=training.id).id)
-    assert alice.chat.completions.create(model=job.fine_tuned_model, messages=HELLO, max_tokens=2).choices
-    with pytest.raises(openai.NotFoundError):
-        bob.chat.completions.create(model=job.fine_tuned_model, messages=HELLO, max_tokens=2)
-
-
-def test_selftune_chat_streams_answers(server):
-    import os
-    import subprocess
-    import sys
-
-    result = subprocess.run([sys.executable, "-m", "selftune.cli", "chat", "tiny", "--base-url", server.url,
-                             "--temperature", "0", "--max-tokens", "4"], input="Hello\nAnd again\n",
-                            capture_output=True, text=True, timeout=120, env={**os.environ, "OPENAI_API_KEY": "k"})
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.count("\n") >= 2  # one streamed answer per line typed
-    missing = subprocess.run([sys.executable, "-m", "selftune.cli", "chat", "nope", "--base-url", server.url],
-                             input="Hello\n", capture_output=True, text=True, timeout=120)
-    assert missing.returncode == 2 and "404: No such model: 'nope'" in missing.stderr

@@ -5,12 +5,9 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.conftest import write_jsonl
-from tests.e2e.conftest import chat_rows, preference_rows, upload
-
 
 @pytest.fixture
-def files(client, tmp_path):
+def files(client, tmp_path, upload, chat_rows, preference_rows):
     chat = upload(client, tmp_path / "chat.jsonl", chat_rows(12))
     pairs = upload(client, tmp_path / "pairs.jsonl", preference_rows(12))
     rows = chat_rows(12)
@@ -92,24 +89,17 @@ def test_upload_refusals(client):
         client.models.delete("tiny")  # base models can't be deleted
 
 
-def test_upload_over_the_limit_is_413(tmp_path, server_env):
-    from tests.e2e.conftest import Server
-
-    srv = Server(tmp_path / "home", {**server_env, "SELFTUNE_MAX_UPLOAD_BYTES": "2000"})
-    srv.home.mkdir()
-    srv.start()
-    try:
-        client = srv.client()
+def test_upload_over_the_limit_is_413(tmp_path, serve_in_process, selftune_home, write_jsonl, chat_rows):
+    with serve_in_process(SELFTUNE_MAX_UPLOAD_BYTES="2000") as connect:
+        client = connect()
         write_jsonl(tmp_path / "big.jsonl", chat_rows(40))
-        with pytest.raises(openai.APIStatusError) as info:
-            client.files.create(file=open(tmp_path / "big.jsonl", "rb"), purpose="fine-tune")
+        with pytest.raises(openai.APIStatusError) as info, open(tmp_path / "big.jsonl", "rb") as big:
+            client.files.create(file=big, purpose="fine-tune")
         assert info.value.status_code == 413 and info.value.body["code"] == "file_too_large"
         assert list(client.files.list()) == []
-        assert not any(p.is_file() for p in (srv.home / "files").rglob("*"))  # nothing kept, not even a temp file
+        assert not any(p.is_file() for p in (selftune_home / "files").rglob("*"))  # nothing kept, not even a temp file
         small = client.files.create(file=("small.jsonl", b'{"messages": []}\n'), purpose="fine-tune")
         assert small.bytes == 17
-    finally:
-        srv.stop()
 
 
 def test_cancel_of_a_finished_job_is_refused(client, files):

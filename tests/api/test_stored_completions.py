@@ -65,8 +65,8 @@ def test_bad_metadata_is_refused(client):
     assert info.value.param == "order"
 
 
-def test_organisations_never_see_each_others_stored_completions(keyed_server):
-    alice, bob = keyed_server.client("key-a"), keyed_server.client("key-b")
+def test_organisations_never_see_each_others_stored_completions(org_client):
+    alice, bob = org_client("key-a"), org_client("key-b")
     mine = ask(alice, metadata={"task": "cards"})
     assert list(bob.chat.completions.list()) == []
     assert list(bob.chat.completions.list(metadata={"task": "cards"})) == []

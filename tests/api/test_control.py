@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import time
 
-from tests.e2e.conftest import all_events, chat_rows, upload, wait_for
-
 LONG = {"n_epochs": 20, "batch_size": 1}  # ~2,400 tiny steps: long enough to act on while it runs
 
 
-def wait_until_step(client, job_id: str, step: int, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        steps = [e.data["step"] for e in client.fine_tuning.jobs.list_events(job_id, limit=5) if e.type == "metrics"]
-        if steps and max(steps) >= step:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not reach step {step}")
-
-
-def test_cancel_stops_the_child_within_seconds(client, server, tmp_path):
+def test_cancel_stops_the_child_within_seconds(client, tmp_path, chat_rows, upload, wait_until_step, all_events):
     training = upload(client, tmp_path / "train.jsonl", chat_rows(120))
     job = client.fine_tuning.jobs.create(model="tiny", training_file=training.id, hyperparameters=LONG)
     wait_until_step(client, job.id, 3)
@@ -34,10 +22,11 @@ def test_cancel_stops_the_child_within_seconds(client, server, tmp_path):
     assert "Fine-tuning job cancelled" in [e.message for e in all_events(client, job.id)]
 
 
-def test_pause_then_resume_continues_from_the_checkpoint(client, tmp_path):
+def test_pause_then_resume_continues_from_the_checkpoint(client, tmp_path, chat_rows, upload, wait_for,
+                                                        wait_until_step, all_events):
     training = upload(client, tmp_path / "train.jsonl", chat_rows(30))
     job = client.fine_tuning.jobs.create(model="tiny", training_file=training.id,
-                                         hyperparameters={"n_epochs": 8, "batch_size": 1})
+                                         hyperparameters={"n_epochs": 3, "batch_size": 1})
     wait_until_step(client, job.id, 5)
     client.fine_tuning.jobs.pause(job.id)
     paused = wait_for(client, job.id, statuses=("paused",), timeout=60)
@@ -57,7 +46,7 @@ def test_pause_then_resume_continues_from_the_checkpoint(client, tmp_path):
     assert steps == list(range(1, steps[-1] + 1))  # no step lost, none reported twice
 
 
-def test_untrainable_data_fails_the_job_naming_the_line(client, tmp_path):
+def test_untrainable_data_fails_the_job_naming_the_line(client, tmp_path, chat_rows, upload, wait_for, all_events):
     rows = chat_rows(12)
     # valid JSONL (the upload check has no model), but the answer starts past the tiny model's 256-token context
     rows[4]["messages"][1]["content"] = "word " * 400
