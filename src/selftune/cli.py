@@ -604,8 +604,10 @@ def migrate_inventory(
         plan = inventory(_hosted_client(url, api_key), base_url=url, data_dir=data,
                          progress=lambda message: status.update(f"reading {message}"))
     save_plan(plan, plan_file)
-    table = Table("job", "status", "base", "method", "fine-tuned model", "training data", "stored completions",
-                  "replay", title=f"{url} · {len(plan.jobs)} jobs")
+    # ids fold rather than being cut short: they are what the next commands take
+    table = Table(*(Column(name, overflow="fold") for name in ("job", "status", "base", "method", "fine-tuned model",
+                                                               "training data", "stored completions", "replay")),
+                  title=f"{url} · {len(plan.jobs)} jobs")
     for job in plan.jobs:
         record = plan.files.get(job.training_file)
         where = ("local copy" if record and record.local_copy else "downloadable" if record and record.downloadable

@@ -20,7 +20,7 @@ SYSTEM = "Classify the banking question."
 
 def selftune(*args, env: dict | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "-m", "selftune.cli", *map(str, args)], capture_output=True, text=True,
-                            env={**os.environ, **(env or {})}, timeout=600)
+                            env={**os.environ, "COLUMNS": "400", **(env or {})}, timeout=600)
     return result
 
 
@@ -43,6 +43,7 @@ def local(new_server):
     server.stop()
 
 
+@pytest.mark.slow  # about a minute: four trainings on two servers and seven CLI runs (the rules are unit-tested)
 def test_inventory_capture_replay_compare(hosted, local, tmp_path, chat_rows, write_jsonl, upload, wait_for):
     # ---- the team's past on the "hosted" service ------------------------------------------------------------
     old = hosted.client("hosted-key")
@@ -100,20 +101,23 @@ def test_inventory_capture_replay_compare(hosted, local, tmp_path, chat_rows, wr
     # the 14 prod completions (answers cut at 6 tokens kept: the tiny model never ends a turn), less empty ones
     assert 10 <= len(rows) <= 14
     assert all(r["messages"][:2] in prompts[:14] and r["messages"][-1]["role"] == "assistant" for r in rows)
-    assert json.loads(plan_path.read_text())["jobs"][1]["captured_file"] == str(captured.resolve())
+    captured_for = {j["id"]: j["captured_file"] for j in json.loads(plan_path.read_text())["jobs"]}
+    assert captured_for == {job1.id: None, job2.id: str(captured.resolve())}
     assert _ok(selftune("data", "check", captured)).startswith("✓")
 
     prompt_file = write_jsonl(tmp_path / "prompts.jsonl", [{"messages": m} for m in prompts[12:18]])
     asked = tmp_path / "asked.jsonl"
 
     def capture_prompts() -> dict:
+        # both sources: the stored traffic and the model's answers to prompts (some of them already stored)
         _ok(selftune("migrate", "capture", "--base-url", hosted.url, "--api-key", "hosted-key", "--model",
-                     job2.fine_tuned_model, "--prompts", prompt_file, "--max-tokens", "6", "--keep-truncated",
-                     "--out", asked))
+                     job2.fine_tuned_model, "--from-stored", "--metadata", "source=prod", "--prompts", prompt_file,
+                     "--max-tokens", "6", "--keep-truncated", "--out", asked))
         return json.loads(asked.with_suffix(".summary.json").read_text())
 
     first = capture_prompts()
     assert first["requests_this_run"] == 6 and first["answers_reused_from_cache"] == 0
+    assert first["prompts"] == 14 + 6 and first["kept"] >= len(rows)
     cache = asked.with_suffix(".prompts.cache.jsonl")
     cache.write_text("".join(cache.read_text().splitlines(keepends=True)[:2]))  # killed after 2 answers
     again = capture_prompts()

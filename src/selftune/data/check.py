@@ -76,13 +76,14 @@ def _too_long_warning(lines: list[int], context: int) -> Problem:
     )
 
 
-def iter_examples(path: str | Path, purpose: Purpose | None = None):
-    """Yield ``(line, Example)`` for a file that passed :func:`check`; stops at the first bad line."""
+def iter_examples(path: str | Path, purpose: Purpose | None = None, ignore: frozenset[str] = frozenset()):
+    """Yield ``(line, Example)`` for a file that passed :func:`check`; stops at the first bad line
+    (rules named in ``ignore`` are not applied)."""
     for line, value in read_jsonl(Path(path)):
         if isinstance(value, Problem):
             raise SelftuneError(value.format(str(path)))
         purpose = purpose or detect_purpose(value) or "sft"
-        example, problems = validate_line(value, purpose, line)
+        example, problems = validate_line(value, purpose, line, ignore)
         if example is None:
             raise SelftuneError(problems[0].format(str(path)))
         yield line, example

@@ -15,12 +15,13 @@ from selftune.data.formats import (
 from selftune.models.content import text_of
 
 Finding = tuple[str, str | None, str]
+NO_TRAINED_ASSISTANT = "no_trained_assistant"  # a chat example with nothing to learn (fine for a prompt)
 
 
 def chat_rules(example: ChatExample) -> list[Finding]:
     findings = _conversation_rules(example.messages, example.tools, example.parallel_tool_calls, "")
     if not any(isinstance(m, AssistantMessage) and m.trained for m in example.messages):
-        findings.append(("no_trained_assistant", "messages",
+        findings.append((NO_TRAINED_ASSISTANT, "messages",
                          "no assistant message to train on (add one, or remove weight: 0)"))
     return findings
 

@@ -37,8 +37,10 @@ def detect_purpose(value: Any) -> Purpose | None:
     return None
 
 
-def validate_line(value: Any, purpose: Purpose, line: int) -> tuple[Example | None, list[Problem]]:
-    """The example and its warnings, or None and its errors."""
+def validate_line(value: Any, purpose: Purpose, line: int,
+                  ignore: frozenset[str] = frozenset()) -> tuple[Example | None, list[Problem]]:
+    """The example and its warnings, or None and its errors; rules whose code is in ``ignore`` are not
+    applied (a file of prompts has nothing to train on, by design)."""
     if not isinstance(value, dict):
         return None, [Problem(code="not_an_object", line=line,
                               message=f"each line must be a JSON object, got {json_type(value)}")]
@@ -52,7 +54,7 @@ def validate_line(value: Any, purpose: Purpose, line: int) -> tuple[Example | No
     except ValidationError as exc:
         return None, [_translate(error, line) for error in exc.errors(include_url=False)]
     problems = [Problem(code=code, line=line, field=field, message=message)
-                for code, field, message in _RULES[purpose](example)]
+                for code, field, message in _RULES[purpose](example) if code not in ignore]
     if problems:
         return None, problems
     return example, [Problem(severity="warning", code=code, line=line, field=field, message=message)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selftune.data.check import iter_examples
+from selftune.data.rules import NO_TRAINED_ASSISTANT
 from selftune.errors import SelftuneError
 from selftune.models.content import text_of
 
@@ -25,7 +26,8 @@ def read_prompts(path: Path, system: str | None = None) -> list[Prompt]:
         raise SelftuneError(f"{path}: no such file")
     if path.suffix == ".jsonl":
         prompts = []
-        for line, example in iter_examples(path, "sft"):
+        # a prompt has no answer yet: the rule that asks for something to train on does not apply
+        for line, example in iter_examples(path, "sft", ignore=frozenset({NO_TRAINED_ASSISTANT})):
             ((messages, tools),) = example.conversations()
             reference = ""
             if messages[-1]["role"] == "assistant":
