@@ -6,18 +6,18 @@ Helpers are fixtures that return functions, so test modules never import from ea
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import TINY_CONTEXT, write_jsonl
+
 os.environ["HF_HUB_OFFLINE"] = "1"  # no test may reach the network
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 
-TINY_CONTEXT = 256  # small, so length warnings are easy to provoke
 
 
 @pytest.fixture(autouse=True)
@@ -89,16 +89,9 @@ def banking77() -> Path:
     return folder
 
 
-def write_jsonl(path: Path, rows: list) -> Path:
-    """Write rows (dicts, or raw strings taken as they are) one per line."""
-    lines = [row if isinstance(row, str) else json.dumps(row) for row in rows]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
 @pytest.fixture(name="write_jsonl", scope="session")
 def write_jsonl_fixture():
-    """``write_jsonl`` as a fixture, so test modules need not import it from here."""
+    """``write_jsonl`` as a fixture (tests.helpers has the plain function)."""
     return write_jsonl
 
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_jsonl
-from tests.data.test_check import FILLER, GOOD, USER
+from tests.helpers import FILLER, GOOD, USER, write_jsonl
 
 SELFTUNE = str(Path(sys.executable).parent / "selftune")
 

@@ -68,40 +68,20 @@ class Settings(BaseSettings):
         return self.home.expanduser() / "jobs"
 
     def organisations(self) -> dict[str, str] | None:
-        """API key -> organisation, or None in local mode."""
+        """API key -> organisation, or None in local mode. An organisation becomes part of
+        ft:BASE:ORG:SUFFIX:JOBID model ids, so it may not contain ':'."""
         if not self.api_keys:
             return None
-        keys = {}
-        for item in self.api_keys.split(","):
-            key, sep, org = item.strip().partition(":")
-            if not sep or not key or not org:
-                raise ValueError(f"SELFTUNE_API_KEYS: {item.strip()!r} is not 'key:organisation'")
-            if ":" in org:  # it becomes part of ft:BASE:ORG:SUFFIX:JOBID model ids
-                raise ValueError(f"SELFTUNE_API_KEYS: organisation {org!r} contains ':'")
-            keys[key] = org
-        return keys
+        return _pairs("SELFTUNE_API_KEYS", self.api_keys, ":", "key:organisation", value_named="organisation")
 
     def extra_base_models(self) -> dict[str, str]:
         """Name -> model source (folder or hub id) from SELFTUNE_BASE_MODELS."""
-        models = {}
-        for item in filter(None, (i.strip() for i in (self.base_models or "").split(","))):
-            name, sep, source = item.partition("=")
-            if not sep or not name or not source or ":" in name:
-                raise ValueError(f"SELFTUNE_BASE_MODELS: {item!r} is not 'name=folder-or-hub-id' (no ':' in name)")
-            models[name] = source
-        return models
+        return _pairs("SELFTUNE_BASE_MODELS", self.base_models, "=", "name=folder-or-hub-id")
 
     def model_aliases(self) -> dict[str, str]:
         """Hosted name -> base model name, from SELFTUNE_MODEL_ALIASES (checked against the offered
         models by :func:`selftune.models.catalog.base_models`)."""
-        aliases = {}
-        for item in filter(None, (i.strip() for i in (self.aliases or "").split(","))):
-            name, sep, target = item.partition("=")
-            name, target = name.strip(), target.strip()
-            if not sep or not name or not target or ":" in name or ":" in target:
-                raise ValueError(f"SELFTUNE_MODEL_ALIASES: {item!r} is not 'hosted-name=base-model' (no ':' in names)")
-            aliases[name] = target
-        return aliases
+        return _pairs("SELFTUNE_MODEL_ALIASES", self.aliases, "=", "hosted-name=base-model", value_named="base model")
 
     @property
     def models_dir(self) -> Path:
@@ -116,3 +96,19 @@ class Settings(BaseSettings):
 
 def get_settings() -> Settings:
     return Settings()
+
+
+def _pairs(setting: str, text: str | None, separator: str, shape: str,
+           value_named: str | None = None) -> dict[str, str]:
+    """``"a=b, c=d"`` -> ``{"a": "b", "c": "d"}`` for a list setting, refusing an item without both parts.
+    Names (and values when ``value_named``) may not contain ':', which separates the parts of ft: ids."""
+    hint = "" if separator == ":" else " (no ':' in names)"
+    pairs = {}
+    for item in filter(None, (i.strip() for i in (text or "").split(","))):  # a trailing comma is harmless
+        name, sep, value = (part.strip() for part in item.partition(separator))
+        if not sep or not name or not value or ":" in name:
+            raise ValueError(f"{setting}: {item!r} is not '{shape}'{hint}")
+        if value_named and ":" in value:
+            raise ValueError(f"{setting}: {value_named} {value!r} contains ':'")
+        pairs[name] = value
+    return pairs

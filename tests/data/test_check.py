@@ -8,13 +8,7 @@ import pytest
 
 from selftune.data import check
 from selftune.data.reader import read_jsonl
-from tests.conftest import TINY_CONTEXT, write_jsonl
-
-SYSTEM = {"role": "system", "content": "Classify the message."}
-USER = {"role": "user", "content": "I lost my card"}
-ANSWER = {"role": "assistant", "content": "lost_or_stolen_card"}
-GOOD = {"messages": [SYSTEM, USER, ANSWER]}
-FILLER = [GOOD] * 10  # enough valid examples that only the line under test can fail
+from tests.helpers import ANSWER, FILLER, GOOD, SYSTEM, TINY_CONTEXT, USER, write_jsonl
 
 
 def only(report, code=None):

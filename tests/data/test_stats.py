@@ -10,7 +10,7 @@ from selftune.data.stats import stats
 from selftune.errors import SelftuneError
 from selftune.models.chat_template import render_for_training
 from selftune.models.tokenizer import load_tokenizer
-from tests.conftest import write_jsonl
+from tests.helpers import write_jsonl
 
 
 @pytest.mark.parametrize("examples, epochs", [

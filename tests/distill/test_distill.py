@@ -16,8 +16,8 @@ from selftune.data.check import check
 from selftune.distill import DistillConfig, distill
 from selftune.distill.results import TokenCounts
 from selftune.evals.prices import TokenPrice
-from tests.conftest import write_jsonl
 from tests.distill.teacher import FlakyTeacher
+from tests.helpers import write_jsonl
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from selftune.evals import EvalConfig, EvalReport, ModelEndpoint, evaluate
-from tests.conftest import write_jsonl
+from tests.helpers import write_jsonl
 
 ROWS = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "yes" if i % 2 else "no"}]}
         for i in range(8)]

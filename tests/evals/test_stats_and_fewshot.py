@@ -12,7 +12,7 @@ from selftune.evals.config import EvalConfig, ModelEndpoint
 from selftune.evals.examples import EvalExample, load_examples
 from selftune.evals.fewshot import FewShot, label_set
 from selftune.evals.stats import bootstrap_ci, percentile
-from tests.conftest import write_jsonl
+from tests.helpers import write_jsonl
 
 
 def test_bootstrap_interval_matches_the_normal_approximation():

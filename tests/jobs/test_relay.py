@@ -12,7 +12,7 @@ from selftune.store.tables import CheckpointRow, EventRow, JobRow
 from selftune.train import TrainConfig, run
 from selftune.train.events import StartEvent, StepEvent
 from selftune.train.hyperparams import Hyperparameters
-from tests.conftest import write_jsonl
+from tests.helpers import write_jsonl
 
 HP = Hyperparameters(n_epochs=2, batch_size=8, learning_rate_multiplier=1.0, learning_rate=1e-3, beta=None,
                      lora_rank=16, lora_alpha=32)

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from selftune.train import run
-from tests.train.test_trainer import config
+from tests.train.helpers import config
 
 ACCELERATE = str(Path(sys.executable).parent / "accelerate")
 

@@ -13,7 +13,7 @@ import torch
 
 from selftune.train import TrainConfig, run
 from selftune.train.objectives import dpo_loss
-from tests.conftest import write_jsonl
+from tests.helpers import write_jsonl
 
 
 @pytest.mark.parametrize("beta", [0.1, 0.5])

@@ -7,7 +7,7 @@ import pytest
 from selftune.models.chat_template import render_for_training
 from selftune.models.tokenizer import load_tokenizer
 from selftune.train.dataset import InvalidTrainingFile, load_training_file
-from tests.conftest import TINY_CONTEXT, write_jsonl
+from tests.helpers import TINY_CONTEXT, write_jsonl
 
 SYSTEM = {"role": "system", "content": "SYSTEMTEXT classify the message."}
 USER = {"role": "user", "content": "USERTEXT I lost my card"}

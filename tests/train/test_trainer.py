@@ -20,24 +20,8 @@ from selftune.train.checkpoint import list_checkpoints
 from selftune.train.dataset import load_training_file
 from selftune.train.hyperparams import learning_rate_at
 from selftune.train.trainer import ResumeMismatch, Trainer
-from tests.conftest import TINY_CONTEXT, write_jsonl
-
-SYSTEM = {"role": "system", "content": "Classify the customer message into one label."}
-
-
-def chat_rows(n: int, start: int = 0) -> list[dict]:
-    return [{"messages": [SYSTEM, {"role": "user", "content": f"message {i} " * (1 + i % 4)},
-                          {"role": "assistant", "content": f"label_{i % 3}"}]} for i in range(start, start + n)]
-
-
-def config(tmp_path: Path, tiny_model: Path, out: str = "out", n_train: int = 12, valid: bool = True,
-           **overrides) -> TrainConfig:
-    """A LoRA run over ``n_train`` examples (and 10 validation ones), 2 epochs of steps of ~4 examples."""
-    train_file = write_jsonl(tmp_path / "train.jsonl", chat_rows(n_train))
-    valid_file = write_jsonl(tmp_path / "valid.jsonl", chat_rows(10, start=100)) if valid else None
-    settings = {"model": str(tiny_model), "train_file": train_file, "valid_file": valid_file, "out": tmp_path / out,
-                "n_epochs": 2, "batch_size": 4, "seed": 0, **overrides}
-    return TrainConfig(**settings)
+from tests.helpers import TINY_CONTEXT, write_jsonl
+from tests.train.helpers import chat_rows, config
 
 
 def read_results(out: Path) -> list[dict]:

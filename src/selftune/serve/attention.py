@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from transformers import AttentionInterface
 
-from selftune.models.attention import attend, attention_implementation
+from selftune.models.attention import attend_segments, attention_implementation, gather_segments
 from selftune.serve.kv_pool import KVPool
 
 IMPLEMENTATION = "selftune_serving"
@@ -73,22 +73,10 @@ def serving_attention(module, query, key, value, attention_mask, scaling=None, d
     pool_v.index_copy_(1, plan.write_slots, value[:, :, 0].transpose(0, 1).to(pool_v.dtype))
     q = query[:, :, 0]  # [T, H, D]
     qs = q.index_select(0, plan.query_index.reshape(-1)).unflatten(0, plan.query_index.shape).transpose(1, 2)
-    ks = _gather_keys(pool_k, plan.key_slots)  # [S, Hkv, Lk, D]
-    vs = _gather_keys(pool_v, plan.key_slots)
-    groups = qs.shape[1] // ks.shape[1]
-    if groups > 1:  # grouped-query attention
-        ks = ks.repeat_interleave(groups, dim=1)
-        vs = vs.repeat_interleave(groups, dim=1)
-    out = attend(qs, ks.to(qs.dtype), vs.to(qs.dtype), plan.mask,
-                  scaling if scaling is not None else qs.shape[-1] ** -0.5, 0.0)  # [S, H, Lq, D]
-    s, h, lq, d = out.shape
-    out = out.transpose(1, 2).reshape(s * lq, h, d).index_select(0, plan.scatter_index)  # [T, H, D]
+    ks = gather_segments(pool_k, plan.key_slots)  # [S, Hkv, Lk, D]
+    vs = gather_segments(pool_v, plan.key_slots)
+    out = attend_segments(qs, ks, vs, plan.mask, scaling, 0.0, plan.scatter_index)  # [T, H, D]
     return out.unsqueeze(1), None
-
-
-def _gather_keys(pool: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-    """[Hkv, capacity, D] at slots [S, L] -> [S, Hkv, L, D]."""
-    return pool.index_select(1, slots.reshape(-1)).unflatten(1, slots.shape).transpose(0, 1)
 
 
 AttentionInterface.register(IMPLEMENTATION, serving_attention)
