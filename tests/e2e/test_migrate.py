@@ -150,7 +150,7 @@ def test_inventory_capture_replay_compare(hosted, local, tmp_path, chat_rows, wr
     (agreement,) = report["agreements"]
     assert agreement["with_model"] == job2.fine_tuned_model and 0 <= agreement["share"] <= 1
     old_result, new_result = report["models"]
-    assert old_result["cost_basis"] == job2.fine_tuned_model  # the hosted list price of a gpt-4.1-nano fine-tune
+    assert old_result["cost_basis"] == "gpt-4.1-nano fine-tune list price"
     assert new_result["cost_basis"] == "local" and new_result["endpoint"] == local.url
     assert "gives the same answer as" in printed and (report_dir / "report.html").is_file()
 

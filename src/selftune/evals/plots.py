@@ -51,7 +51,21 @@ def short_name(model: str) -> str:
 
 
 def _names(results: list[ModelResult]) -> list[str]:
-    return [f"{short_name(r.model)}\n({r.kind})" for r in results]
+    """Short axis labels; where two would read the same (an old and a new model with one suffix), the
+    organisation and job tell them apart."""
+    short = [short_name(r.model) for r in results]
+    names = [s if short.count(s) == 1 else _distinct_name(r.model) for s, r in zip(short, results, strict=True)]
+    return [f"{name}\n({r.kind})" for name, r in zip(names, results, strict=True)]
+
+
+def _distinct_name(model: str) -> str:
+    from selftune.models.ids import parse_fine_tuned_id
+
+    parsed = parse_fine_tuned_id(model)
+    if parsed is None:
+        return model
+    step = f":ckpt-{parsed.step}" if parsed.step is not None else ""
+    return f"ft:…:{parsed.org}:{parsed.suffix}:{parsed.job[:6]}…{step}"
 
 
 def quality(results: list[ModelResult], grader: str) -> str:

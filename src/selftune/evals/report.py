@@ -105,17 +105,20 @@ TEMPLATE = """<!doctype html>
 <title>selftune eval · {{ report.data }}</title>
 <style>
  body { font: 14px/1.5 system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; padding: 0 1rem; color: #222; }
- h1 { font-size: 1.5rem; margin-bottom: 0; } .meta { color: #666; margin-top: .2rem; }
+ h1 { font-size: 1.5rem; margin-bottom: 0; overflow-wrap: anywhere; } .meta { color: #666; margin-top: .2rem; }
  .bought { background: #e9f5f3; border-left: 4px solid #2a9d8f; padding: .6rem 1rem; margin: 1rem 0; }
  table { border-collapse: collapse; width: 100%; margin: 1rem 0; }
  th, td { border-bottom: 1px solid #ddd; padding: .35rem .5rem; text-align: right; vertical-align: top; }
+ td { overflow-wrap: anywhere; }
  th:first-child, td:first-child, td.text { text-align: left; }
  .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(480px, 1fr)); gap: 1rem; }
  figure { margin: 0; } figcaption { font-weight: 600; margin-bottom: .3rem; }
  svg { max-width: 100%; height: auto; } details { margin: .8rem 0; }
  .wrong td { font-size: 13px; } .err { color: #b00020; }
 </style></head><body>
-<h1>What fine-tuning bought</h1>
+{% set agreed = report.agreements[0] if report.agreements else None %}
+<h1>{% if agreed %}Can {{ agreed.model }} replace {{ agreed.with_model }}?
+{%- else %}What fine-tuning bought{% endif %}</h1>
 <p class="meta">{{ report.data }} · {{ report.examples }} examples (seed {{ report.seed }}) · graded by
 {{ report.graders | join(", ") }} · {{ report.endpoint }} · {{ generated }}</p>
 {% if bought %}<div class="bought">{% for line in bought %}<div>{{ line }}</div>{% endfor %}</div>{% endif %}

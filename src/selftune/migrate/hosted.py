@@ -21,10 +21,11 @@ FINE_TUNED_PRICES: dict[str, tuple[float, float]] = {
 
 
 def fine_tuned_price(model: str) -> TokenPrice | None:
-    """The list price of a hosted fine-tuned model (``ft:BASE:...``) or base model, or None when unknown."""
+    """The list price of a hosted fine-tuned model (``ft:BASE:...``), named by its family, or None when unknown."""
     base = model.split(":")[1] if model.startswith("ft:") and model.count(":") >= 1 else model
     for prefix in sorted(FINE_TUNED_PRICES, key=len, reverse=True):  # gpt-4.1-nano before gpt-4.1
         if base.startswith(prefix):
             cost_in, cost_out = FINE_TUNED_PRICES[prefix]
-            return TokenPrice(name=model, input_per_million=cost_in, output_per_million=cost_out)
+            return TokenPrice(name=f"{prefix} fine-tune list price", input_per_million=cost_in,
+                              output_per_million=cost_out)
     return None
