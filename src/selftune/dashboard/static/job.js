@@ -90,6 +90,13 @@
     ctx.restore();
   }
 
+  function tick(v) {  // y labels that tell 1e-4 from 2e-4 (a learning rate), and 0.7 from 0.75
+    if (v == null) return "";
+    const a = Math.abs(v);
+    if (a !== 0 && (a < 1e-2 || a >= 1e6)) return v.toExponential(1);
+    return String(Number(v.toPrecision(4)));
+  }
+
   function make(spec) {
     const figure = document.getElementById(spec.id);
     if (charts[spec.id]) charts[spec.id].destroy();
@@ -98,7 +105,7 @@
       width: Math.max(280, figure.clientWidth - 20),
       height: 220,
       scales: {x: {time: false}, y: {distr: logBox.checked ? 3 : 1}},
-      axes: [{label: u}, {label: spec.axis, size: 60}],
+      axes: [{label: u}, {label: spec.axis, size: 60, values: (self, splits) => splits.map(tick)}],
       series: [{label: u}, ...spec.series.map(([source, , label, colour]) => ({
         label, stroke: colour, width: 1.5, spanGaps: true,
         points: {show: source === "valid", size: 5},
