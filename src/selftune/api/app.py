@@ -23,6 +23,7 @@ from selftune.api.fine_tuning.service import JobService
 from selftune.api.models.router import router as models_router
 from selftune.api.models.service import ModelService
 from selftune.config import Settings, get_settings
+from selftune.dashboard import mount as mount_dashboard
 from selftune.store.blobs import BlobStore
 from selftune.store.db import Database
 
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, embedded_worker: bool = True) -
     app.include_router(jobs_router)
     app.include_router(models_router)
     app.include_router(chat_router)
+    mount_dashboard(app)  # the web UI at /, on the same services
 
     @app.get("/health", include_in_schema=False)
     def health() -> dict:

@@ -26,10 +26,18 @@ def organisation(request: Request) -> str:
     if scheme.lower() != "bearer" or not token:
         raise APIError(401, "You didn't provide an API key: send 'Authorization: Bearer <key>'.",
                        code="missing_api_key")
-    for key, org in keys.items():
-        if hmac.compare_digest(key.encode(), token.strip().encode()):  # constant time: no key leaks by timing
+    org = org_for_key(keys, token)
+    if org is None:
+        raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
+    return org
+
+
+def org_for_key(keys: dict[str, str], key: str) -> str | None:
+    """The organisation ``key`` belongs to, or None (also used by the dashboard's login)."""
+    for known, org in keys.items():
+        if hmac.compare_digest(known.encode(), key.strip().encode()):  # constant time: no key leaks by timing
             return org
-    raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
+    return None
 
 
 Org = Annotated[str, Depends(organisation)]  # a route parameter typed Org is the caller's organisation

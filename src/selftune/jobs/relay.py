@@ -69,7 +69,8 @@ def _start(session, job: JobRow, event: StartEvent, _every: int) -> None:
                   created_at=int(event.time))
     else:
         add_event(session, job, f"Fine-tuning job started: {event.examples} examples, {event.total_steps} steps",
-                  created_at=int(event.time), data={"hyperparameters": resolved, "total_steps": event.total_steps})
+                  created_at=int(event.time), data={"hyperparameters": resolved, "total_steps": event.total_steps,
+                                                    "tokens_per_step": event.tokens_per_step})
 
 
 def _step(session, job: JobRow, event: StepEvent, every: int) -> None:

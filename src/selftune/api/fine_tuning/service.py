@@ -8,8 +8,9 @@ worker carries out within seconds.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 
 from selftune.api.errors import bad_request, not_found
 from selftune.api.fine_tuning.protocol import (
@@ -37,6 +38,8 @@ from selftune.models.ids import SUFFIX_PATTERN, parse_fine_tuned_id
 from selftune.store.db import Database
 from selftune.store.tables import CheckpointRow, EventRow, FileRow, JobRow, new_id, now
 from selftune.train.methods import METHODS, SHARED_HYPERPARAMETERS, Method, hyperparameter_problem, one_of
+
+MAX_RUN_EVENTS = 1_000_000  # run_events answers a whole run (the dashboard's curves), not a page
 
 
 class JobService:
@@ -126,11 +129,14 @@ class JobService:
         with self.db.transaction() as session:
             return to_job(self._row(session, org, job_id))
 
-    def list(self, org: str, after: str | None, limit: int, metadata: dict[str, str]) -> tuple[list, bool]:
+    def list(self, org: str, after: str | None, limit: int, metadata: dict[str, str],
+             statuses: Collection[str] = ()) -> tuple[list, bool]:
         with self.db.transaction() as session:
             query = select(JobRow).where(JobRow.org == org)
             for key, value in metadata.items():
                 query = query.where(JobRow.metadata_[key].as_string() == value)
+            if statuses:
+                query = query.where(JobRow.status.in_(list(statuses)))
             rows, more = page(session, query, JobRow, after, limit, kind="fine-tuning job")
             return [to_job(r) for r in rows], more
 
@@ -140,6 +146,25 @@ class JobService:
             query = select(EventRow).where(EventRow.job_id == job_id)
             rows, more = page(session, query, EventRow, after, limit, kind="event")
             return [to_event(r) for r in rows], more
+
+    def run_events(self, org: str, job_id: str, after: str | None = None) -> list[FineTuningJobEvent]:
+        """Every event that draws the run's curves, oldest first, after the event ``after``: the metrics
+        events (steps and validations) and the start event (its ``total_steps`` and hyperparameters)."""
+        with self.db.transaction() as session:
+            self._row(session, org, job_id)
+            query = select(EventRow).where(EventRow.job_id == job_id, or_(
+                EventRow.type == "metrics", EventRow.data["total_steps"].as_integer().is_not(None)))
+            rows, _ = page(session, query, EventRow, after, MAX_RUN_EVENTS, newest_first=False, kind="event")
+            return [to_event(r) for r in rows]
+
+    def progress(self, org: str, job_ids: Collection[str]) -> dict[str, tuple[int, int]]:
+        """``job id -> (last step, total steps)`` of the jobs that have started training."""
+        with self.db.transaction() as session:
+            has_total = EventRow.data["total_steps"].as_integer().is_not(None)
+            latest = (select(func.max(EventRow.pk)).where(EventRow.job_id.in_(list(job_ids)), EventRow.org == org,
+                                                          has_total).group_by(EventRow.job_id))
+            rows = session.scalars(select(EventRow).where(EventRow.pk.in_(latest)))
+            return {r.job_id: (int(r.data.get("step", 0)), int(r.data["total_steps"])) for r in rows}
 
     def checkpoints(self, org: str, job_id: str, after: str | None, limit: int) -> tuple[list, bool]:
         with self.db.transaction() as session:

@@ -1,0 +1,37 @@
+"""The web dashboard at ``/``: jobs, one job's live curves, events and checkpoints, and its controls.
+
+Server-rendered Jinja2 pages with htmx (polling small fragments) and uPlot for the curves, both
+vendored under ``static/vendor`` with their licences: no CDN, no build step. Pages read the same
+services as the API (:mod:`selftune.api`), never the engine or the tables.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from selftune.dashboard import login, views
+from selftune.dashboard.access import CsrfRefused, SignInRequired
+from selftune.dashboard.render import STATIC, secure
+from selftune.dashboard.sessions import SessionStore
+
+
+def mount(app: FastAPI) -> None:
+    """Add the dashboard's routes, static files and session store to the API's app."""
+    app.state.dashboard_sessions = SessionStore()
+    app.include_router(login.router)
+    app.include_router(views.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="dashboard-static")
+
+    @app.exception_handler(SignInRequired)
+    async def _sign_in(request: Request, _exc: SignInRequired):
+        if "hx-request" in request.headers or request.url.path.endswith(".json"):
+            # a poll or the curves: htmx follows HX-Redirect; the chart script goes to /login on 401
+            return secure(JSONResponse({"error": "sign in"}, status_code=401, headers={"HX-Redirect": "/login"}))
+        return secure(RedirectResponse("/login", status_code=303))
+
+    @app.exception_handler(CsrfRefused)
+    async def _csrf(_request: Request, _exc: CsrfRefused):
+        return secure(HTMLResponse("Refused: this form is out of date or came from another site. Reload the "
+                                   "page and try again.", status_code=403))
