@@ -148,6 +148,7 @@ def test_models_list(tmp_path):
     assert models["smollm2-135m-instruct"]["available"] is True
 
 
+@pytest.mark.slow  # converts the bundled SmolLM2 (~20 s); the slow README flow and parity tests run on it too
 def test_banking77_checks_clean_with_the_bundled_model(banking77, smollm2_home):
     for name in ("train_1k.jsonl", "test.jsonl"):
         result = run("data", "check", banking77 / name, home=smollm2_home)

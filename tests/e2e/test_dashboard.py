@@ -85,6 +85,7 @@ def test_the_jobs_page_lists_the_jobs_and_refreshes(shared_server, chromium, job
     assert problems == []
 
 
+@pytest.mark.slow  # ~17 s of training watched in the browser; pause/resume/cancel rules are tested in-process
 def test_the_loss_curve_grows_while_it_trains_and_the_buttons_pause_resume_and_cancel(shared_server, chromium, jobs):
     client, _, long = jobs
     context = chromium.new_context()

@@ -15,6 +15,7 @@ from selftune.models import context_length, list_models, load_tokenizer, resolve
 from selftune.store.build_once import build_once
 
 
+@pytest.mark.slow  # converts the bundled SmolLM2 (~20 s); the slow README flow and parity tests run on it too
 def test_bundled_model_converts_once_and_answers(smollm2_home, monkeypatch):
     import torch
     from transformers import AutoModelForCausalLM
@@ -106,6 +107,7 @@ def test_hub_id_not_cached_offline_is_a_clear_error(tmp_path, monkeypatch):
         resolve_model("acme/absent-model")
 
 
+@pytest.mark.slow  # converts the bundled SmolLM2 (~20 s); the slow README flow and parity tests run on it too
 def test_list_models_shows_bundled_status(smollm2_home, monkeypatch):
     bundled = {i.id: i for i in list_models()}["smollm2-135m-instruct"]
     assert bundled.available and bundled.path is None  # installed, not yet converted in this home
