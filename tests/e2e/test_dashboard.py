@@ -54,7 +54,7 @@ def points(page, chart: str = "chart-loss") -> int:
 @pytest.fixture(scope="module")
 def jobs(shared_server, tmp_path_factory, chat_rows, upload, write_jsonl):
     """On the shared server: a small job trained on a file named like markup (with that string as
-    metadata too), and a long one to click on while it trains (cancelled at the end, whatever happens)."""
+    metadata too)."""
     tmp = tmp_path_factory.mktemp("dashboard")
     client = shared_server.client()
     rows = write_jsonl(tmp / "x.jsonl", chat_rows(12)).read_bytes()
@@ -62,32 +62,41 @@ def jobs(shared_server, tmp_path_factory, chat_rows, upload, write_jsonl):
                                               poll_interval=0.1, max_wait_seconds=60)
     validation = upload(client, tmp / "valid.jsonl", chat_rows(10, seed=3))
     small = client.fine_tuning.jobs.create(model="tiny", training_file=marked.id, validation_file=validation.id,
-                                           metadata={XSS: XSS}, hyperparameters={"n_epochs": 2}, seed=0)
-    long = client.fine_tuning.jobs.create(model="tiny", training_file=upload(client, tmp / "long.jsonl",
+                                           metadata={XSS: XSS}, hyperparameters={"n_epochs": 2}, seed=0,
+                                           suffix="small-run")
+    return client, small
+
+
+@pytest.fixture
+def long_job(jobs, tmp_path, chat_rows, upload):
+    """A long job to click on while it trains (cancelled at the end, whatever happens)."""
+    client, _ = jobs
+    long = client.fine_tuning.jobs.create(model="tiny", training_file=upload(client, tmp_path / "long.jsonl",
                                                                              chat_rows(120)).id,
                                           hyperparameters=LONG, suffix="long-run")
-    yield client, small, long
+    yield long
     if client.fine_tuning.jobs.retrieve(long.id).status not in ("succeeded", "failed", "cancelled"):
         client.fine_tuning.jobs.cancel(long.id)
 
 
 def test_the_jobs_page_lists_the_jobs_and_refreshes(shared_server, chromium, jobs):
-    _, small, long = jobs
+    _, small = jobs
     context = chromium.new_context()
     page, problems = watched(context)
     page.goto(shared_server.url.removesuffix("/v1") + "/")
     assert page.title() == "Jobs · selftune"
-    for job in (small, long):
-        page.wait_for_selector(f'tr[data-job="{job.id}"]')
-    assert "long-run" in page.inner_text(f'tr[data-job="{long.id}"]')
+    page.wait_for_selector(f'tr[data-job="{small.id}"]')
+    assert "small-run" in page.inner_text(f'tr[data-job="{small.id}"]')
     page.wait_for_function("() => document.querySelector('#jobs progress') !== null", timeout=60_000)  # a poll drew it
     context.close()
     assert problems == []
 
 
 @pytest.mark.slow  # ~17 s of training watched in the browser; pause/resume/cancel rules are tested in-process
-def test_the_loss_curve_grows_while_it_trains_and_the_buttons_pause_resume_and_cancel(shared_server, chromium, jobs):
-    client, _, long = jobs
+def test_the_loss_curve_grows_while_it_trains_and_the_buttons_pause_resume_and_cancel(shared_server, chromium, jobs,
+                                                                                      long_job):
+    client, _ = jobs
+    long = long_job
     context = chromium.new_context()
     page, problems = watched(context, confirm="Cancel this job?")
     page.goto(shared_server.url.removesuffix("/v1") + f"/jobs/{long.id}")
@@ -116,7 +125,7 @@ def test_the_loss_curve_grows_while_it_trains_and_the_buttons_pause_resume_and_c
 
 
 def test_a_finished_jobs_page_keeps_its_curves_and_runs_no_injected_script(shared_server, chromium, jobs, wait_for):
-    client, small, _ = jobs
+    client, small = jobs
     job = wait_for(client, small.id)
     assert job.status == "succeeded", job.error
     context = chromium.new_context()
