@@ -9,6 +9,10 @@ import shutil
 
 import pytest
 
+# ~25 s of browser and training: in the slow suite (CI runs it); the dashboard's rules are tested in-process
+# in tests/dashboard/
+pytestmark = pytest.mark.slow
+
 XSS = "<img src=x onerror=alert(1)>"
 LONG = {"n_epochs": 20, "batch_size": 1}  # ~2,400 tiny steps: long enough to click on while it trains
 KEYS = "key-a:org-a,key-b:org-b"
@@ -92,7 +96,6 @@ def test_the_jobs_page_lists_the_jobs_and_refreshes(shared_server, chromium, job
     assert problems == []
 
 
-@pytest.mark.slow  # ~17 s of training watched in the browser; pause/resume/cancel rules are tested in-process
 def test_the_loss_curve_grows_while_it_trains_and_the_buttons_pause_resume_and_cancel(shared_server, chromium, jobs,
                                                                                       long_job):
     client, _ = jobs

@@ -184,6 +184,7 @@ HOSTED_STYLE_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow  # ~14 s: a server, a job and a script process; aliases are unit-tested in tests/models/test_catalog.py
 def test_a_hosted_style_script_runs_unchanged_with_a_mapped_model_name(local, tmp_path, chat_rows, write_jsonl):
     write_jsonl(tmp_path / "train.jsonl", chat_rows(10))
     (tmp_path / "script.py").write_text(HOSTED_STYLE_SCRIPT)
