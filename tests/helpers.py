@@ -4,6 +4,8 @@ modules import from here, never from each other or from a conftest)."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 TINY_CONTEXT = 256  # the tiny model's context: small, so length warnings are easy to provoke
@@ -21,3 +23,31 @@ def write_jsonl(path: Path, rows: list) -> Path:
     lines = [row if isinstance(row, str) else json.dumps(row) for row in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+class ThreadedServer:
+    """A real uvicorn server for ``app`` on a free 127.0.0.1 port, in a thread of this process: the
+    stand-in endpoints (a scripted model, a misbehaving teacher) subclass it and build their app."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        from selftune.evals.local_server import free_port
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self):
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

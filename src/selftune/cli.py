@@ -669,6 +669,7 @@ def migrate_replay(
     """Recreate the plan's hosted jobs here: same method, hyperparameters, suffix, seed and metadata."""
     import openai
 
+    from selftune.jobs.lifecycle import JobStatus
     from selftune.migrate.plan import load_plan
     from selftune.migrate.replay import ReplayOptions, replay
 
@@ -682,7 +683,7 @@ def migrate_replay(
         r = job.replayed
         out.print(f"{job.id} -> {r.job_id}: {r.status}" + (f", {r.fine_tuned_model}" if r.fine_tuned_model else ""),
                   markup=False)
-    if any(job.replayed.status == "failed" for job in done):
+    if any(job.replayed.status == JobStatus.FAILED for job in done):
         raise typer.Exit(1)
 
 

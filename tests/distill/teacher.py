@@ -12,42 +12,24 @@ flight at once. ``delay`` slows each answer, for the concurrency and kill tests.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from selftune.evals.local_server import free_port
+from tests.helpers import ThreadedServer
 
 
-class FlakyTeacher:
+class FlakyTeacher(ThreadedServer):
     def __init__(self, delay: float = 0.0):
         self.delay = delay
         self.attempts: Counter = Counter()
         self.answered: Counter = Counter()
         self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
-        self.port = free_port()
         app = FastAPI()
         app.post("/v1/chat/completions")(self._complete)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> FlakyTeacher:
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        super().__init__(app)
 
     async def _complete(self, request: Request):
         import asyncio

@@ -4,41 +4,23 @@ prompt from a table, fails the prompts it is told to, and records who asked for 
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from selftune.evals.local_server import free_port
+from tests.helpers import ThreadedServer
 
 
-class ScriptedEndpoint:
+class ScriptedEndpoint(ThreadedServer):
     def __init__(self, models: set[str], answers: dict[str, str], failing: frozenset[str] = frozenset()):
         self.models, self.answers, self.failing = models, answers, failing
         self.asked: list[tuple[str, str, str]] = []  # (model, Authorization header, prompt)
         self._lock = threading.Lock()
-        self.port = free_port()
         app = FastAPI()
         app.get("/v1/models/{model}")(self._model)
         app.post("/v1/chat/completions")(self._complete)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> ScriptedEndpoint:
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        super().__init__(app)
 
     async def _model(self, model: str):
         if model not in self.models:
