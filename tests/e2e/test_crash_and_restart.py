@@ -10,10 +10,11 @@ def test_kill_9_mid_training_then_restart_finishes_the_job(tmp_path, new_server,
                                                            wait_until_step, all_events):
     server = new_server().start()
     client = server.client()
-    training = upload(client, tmp_path / "train.jsonl", chat_rows(30))
+    # enough steps that the kill lands mid-run on a fast machine too (a tiny step takes milliseconds)
+    training = upload(client, tmp_path / "train.jsonl", chat_rows(60))
     job = client.fine_tuning.jobs.create(model="tiny", training_file=training.id,
                                          hyperparameters={"n_epochs": 3, "batch_size": 1})
-    wait_until_step(client, job.id, 40)  # past the first epoch's checkpoint, into the second epoch
+    wait_until_step(client, job.id, 70)  # past the first epoch's checkpoint, into the second epoch
     server.kill()
 
     server.port = free_port()  # a fresh port: the old one may linger in TIME_WAIT
@@ -25,9 +26,9 @@ def test_kill_9_mid_training_then_restart_finishes_the_job(tmp_path, new_server,
     assert job.status == "succeeded", job.error
     messages = [e.message for e in events]
     assert any(m.startswith("Resumed training from the checkpoint at step") for m in messages)
-    assert messages.count("Fine-tuning job started: 30 examples, 90 steps") == 1
+    assert messages.count("Fine-tuning job started: 60 examples, 180 steps") == 1
     steps = [e.data["step"] for e in events if e.type == "metrics" and "train_loss" in e.data]
-    assert steps == list(range(1, 91))  # nothing reported is lost or duplicated
+    assert steps == list(range(1, 181))  # nothing reported is lost or duplicated
     assert messages.count(f"New fine-tuned model created: {job.fine_tuned_model}") == 1
     checkpoint_events = [m for m in messages if m.startswith("Checkpoint created at step")]
     # one per epoch, plus the one the orphaned child saved when it saw its server die; none twice
@@ -50,7 +51,9 @@ def test_graceful_stop_requeues_the_job_and_a_restart_resumes_it(tmp_path, new_s
                                                                   wait_until_step, all_events):
     server = new_server()
     client = server.start().client()
-    training = upload(client, tmp_path / "train.jsonl", chat_rows(30))
+    # 200 steps: the stop (about a second of steps later) must land mid-run even on a fast machine;
+    # with 60 steps a CI machine once finished the job before the stop arrived
+    training = upload(client, tmp_path / "train.jsonl", chat_rows(100))
     job = client.fine_tuning.jobs.create(model="tiny", training_file=training.id,
                                          hyperparameters={"n_epochs": 2, "batch_size": 1})
     wait_until_step(client, job.id, 10)
@@ -66,4 +69,4 @@ def test_graceful_stop_requeues_the_job_and_a_restart_resumes_it(tmp_path, new_s
     resumed = [m for m in messages if m.startswith("Resumed training from the checkpoint at step")]
     assert len(resumed) == 1 and int(resumed[0].rsplit(" ", 1)[1]) >= 10  # not from the start, nor an epoch end
     steps = [e.data["step"] for e in events if e.type == "metrics" and "train_loss" in e.data]
-    assert steps == list(range(1, 61))
+    assert steps == list(range(1, 201))
