@@ -51,3 +51,23 @@ class ThreadedServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def watched(context, confirm: str | None = None):
+    """A new page and the list of what went wrong on it; a confirm dialog starting with ``confirm`` is
+    accepted (the cancel button asks), any other dialog is a problem (an injected ``alert``)."""
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning")
+            else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+
+    def dialog(d):
+        if confirm and d.type == "confirm" and d.message.startswith(confirm):
+            d.accept()
+        else:
+            problems.append(f"dialog {d.type}: {d.message}")
+            d.dismiss()
+
+    page.on("dialog", dialog)
+    return page, problems

@@ -9,6 +9,7 @@ SDK or the CLI, as a user would.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,3 +97,18 @@ def shared_server(new_server):
     srv = new_server().start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's chromium through playwright, one browser for the session (each test opens its own
+    context); skips where chromium is missing."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("needs Debian's chromium (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield browser
+        browser.close()

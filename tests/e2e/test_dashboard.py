@@ -5,9 +5,9 @@ that runs no script. Every page is watched for console errors, page errors and d
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
+
+from tests.helpers import watched
 
 # ~25 s of browser and training: in the slow suite (CI runs it); the dashboard's rules are tested in-process
 # in tests/dashboard/
@@ -16,39 +16,6 @@ pytestmark = pytest.mark.slow
 XSS = "<img src=x onerror=alert(1)>"
 LONG = {"n_epochs": 20, "batch_size": 1}  # ~2,400 tiny steps: long enough to click on while it trains
 KEYS = "key-a:org-a,key-b:org-b"
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        pytest.skip("needs Debian's chromium (.ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-def watched(context, confirm: str | None = None):
-    """A new page and the list of what went wrong on it; a confirm dialog starting with ``confirm`` is
-    accepted (the cancel button asks), any other dialog is a problem (an injected ``alert``)."""
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning")
-            else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-
-    def dialog(d):
-        if confirm and d.type == "confirm" and d.message.startswith(confirm):
-            d.accept()
-        else:
-            problems.append(f"dialog {d.type}: {d.message}")
-            d.dismiss()
-
-    page.on("dialog", dialog)
-    return page, problems
 
 
 def points(page, chart: str = "chart-loss") -> int:
