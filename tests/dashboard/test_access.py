@@ -132,3 +132,15 @@ def test_local_mode_needs_no_sign_in(dashboard):
         assert home.status_code == 200 and "Sign out" not in home.text and "organisation: <b>local</b>" in home.text
         assert "httponly" in home.headers["set-cookie"].lower()  # a session anyway: it carries the CSRF token
         assert page.get("/login").headers["location"] == "/"
+
+
+def test_failed_sign_ins_are_limited_per_address_and_a_good_key_still_needs_to_wait(keyed):
+    from selftune.dashboard.throttle import MAX_FAILURES
+
+    browser, _ = keyed
+    page = browser()
+    for _ in range(MAX_FAILURES):
+        assert sign_in(page, "key-guess").status_code == 401
+    refused = sign_in(page, "key-a")  # even the right key: the address must wait
+    assert refused.status_code == 429 and "Too many failed sign-ins" in refused.text
+    assert page.get("/").status_code == 303

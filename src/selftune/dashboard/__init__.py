@@ -15,11 +15,13 @@ from selftune.dashboard import login, views
 from selftune.dashboard.access import CsrfRefused, SignInRequired
 from selftune.dashboard.render import STATIC, secure
 from selftune.dashboard.sessions import SessionStore
+from selftune.dashboard.throttle import SignInThrottle
 
 
 def mount(app: FastAPI) -> None:
     """Add the dashboard's routes, static files and session store to the API's app."""
     app.state.dashboard_sessions = SessionStore()
+    app.state.dashboard_sign_ins = SignInThrottle()
     app.include_router(login.router)
     app.include_router(views.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="dashboard-static")

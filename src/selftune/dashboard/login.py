@@ -2,7 +2,8 @@
 
 The login form's own session carries its CSRF token (so another site can't sign a browser in to its
 own organisation); a good key ends that session and starts a new signed-in one, so a session id seen
-before sign-in is worth nothing after it.
+before sign-in is worth nothing after it. Failed sign-ins are limited per client address
+(:mod:`selftune.dashboard.throttle`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from selftune.api.auth import org_for_key
 from selftune.dashboard.access import CSRF_FIELD, PostedBy, Viewer, check_csrf, keyed, sessions, set_session_cookie
 from selftune.dashboard.render import render, secure
 from selftune.dashboard.sessions import COOKIE
+from selftune.dashboard.throttle import SignInThrottle
 
 router = APIRouter(include_in_schema=False)
 
@@ -43,9 +45,16 @@ async def login(request: Request):
     form = await request.form()
     session = store.get(request.cookies.get(COOKIE))
     check_csrf(request, session, form.get(CSRF_FIELD))
+    address = request.client.host if request.client else ""
+    throttle: SignInThrottle = request.app.state.dashboard_sign_ins
+    wait = throttle.wait_seconds(address)
+    if wait:
+        return render(request, Viewer("", session, new=False), "login.html", status_code=429,
+                      problem=f"Too many failed sign-ins from this address: try again in {wait} s.")
     key = form.get("api_key")
     org = org_for_key(request.app.state.api_keys, key) if isinstance(key, str) and key.strip() else None
     if org is None:
+        throttle.failed(address)
         return render(request, Viewer("", session, new=False), "login.html", status_code=401,
                       problem="That API key is not valid.")  # never echoed: the key is not in the page
     store.end(session.id)
