@@ -35,6 +35,7 @@ from selftune.api.evaluations.protocol import (
 )
 from selftune.api.pagination import page
 from selftune.config import Settings, get_settings
+from selftune.errors import SelftuneError
 from selftune.evals.config import EvalConfig
 from selftune.evals.results import EvalReport
 from selftune.store.atomic import atomic_directory
@@ -65,6 +66,31 @@ def org_of_key(settings: Settings, api_key: str | None) -> str | None:
     if keys is None:
         return LOCAL_ORG
     return org_for_key(keys, api_key) if api_key else None
+
+
+def record_finished(config: EvalConfig, report: EvalReport, settings: Settings | None = None) -> Evaluation:
+    """Record a run of ``selftune eval`` (or of the demo) in the store of SELFTUNE_HOME, under the
+    organisation of the API key it used; raises SelftuneError saying why when it can't."""
+    from selftune.evals.run import LOCAL_API_KEY
+
+    settings = settings or get_settings()
+    org = org_of_key(settings, config.api_key or LOCAL_API_KEY)
+    if org is None:
+        raise SelftuneError("its API key is none of SELFTUNE_API_KEYS, so it belongs to no organisation here")
+    service = open_service(settings)
+    try:
+        return service.record(org, config, report, config.out)
+    finally:
+        service.db.dispose()
+
+
+def dashboard_root(base_url: str | None) -> str:
+    """The dashboard of the server an evaluation ran against (its base URL without ``/v1``), or of the
+    default local server."""
+    from selftune.config import LOCAL_BASE_URL
+
+    url = (base_url or LOCAL_BASE_URL).rstrip("/")
+    return url.removesuffix("/v1") + "/"
 
 
 def figures(report: EvalReport) -> list[ModelFigures]:
