@@ -209,3 +209,42 @@ def test_a_run_started_from_the_dashboard_finishes_and_its_run_key_dies_with_it(
             assert page.get(f"/v1/evaluations/{eval_id}", headers={"Authorization": "Bearer key-b"}).status_code == 404
     finally:
         server.stop()
+
+
+def test_a_run_that_fails_says_why_and_stops_polling(dashboard, tmp_path):
+    with dashboard() as (browser, _):
+        page = browser()
+        service = page.app.state.evaluations
+        started = service.start("local", base_url="http://127.0.0.1:9/v1", data=tmp_path / "gone.jsonl",
+                                data_name="gone.jsonl", models=["tiny"])
+        assert started.status == EvalStatus.QUEUED
+        deadline = time.time() + 30
+        while service.retrieve("local", started.id).status not in (EvalStatus.FAILED, EvalStatus.SUCCEEDED):
+            assert time.time() < deadline
+            time.sleep(0.05)
+        failed = service.retrieve("local", started.id)
+        assert failed.status == EvalStatus.FAILED and failed.error and not failed.has_report
+        shown = page.get(f"/evals/{started.id}")
+        assert "gone.jsonl" in shown.text and 'role="alert"' in shown.text and "hx-get" not in shown.text
+        assert page.get(f"/evals/{started.id}/report.html").status_code == 404
+
+
+def test_selftune_eval_records_its_run_under_its_key_s_organisation(monkeypatch, tmp_path, capsys):
+    """What the command does after evaluate(): record in SELFTUNE_HOME's store, print the id and address;
+    a key that belongs to no organisation here is not recorded, and the command says why."""
+    from selftune.api.evaluations.service import open_service
+    from selftune.cli import _record_evaluation
+
+    monkeypatch.setenv("SELFTUNE_API_KEYS", KEYS)
+    config, report = finished_run(tmp_path, ["tiny"])
+    config = config.model_copy(update={"base_url": "http://127.0.0.1:8123/v1"})
+    _record_evaluation(config, report)
+    printed = capsys.readouterr()
+    service = open_service()
+    [recorded], _ = service.list("org-a", None, 10)
+    assert f"evaluation: {recorded.id} · http://127.0.0.1:8123/evals/{recorded.id}" in printed.out
+    assert (service.root / recorded.id / "report.html").is_file()
+    _record_evaluation(config.model_copy(update={"api_key": "key-unknown"}), report)
+    assert "not recorded in the store: its API key is none of SELFTUNE_API_KEYS" in capsys.readouterr().err
+    assert len(service.list("org-a", None, 10)[0]) == 1 and service.list("org-b", None, 10)[0] == []
+    service.db.dispose()
