@@ -248,3 +248,14 @@ def test_selftune_eval_records_its_run_under_its_key_s_organisation(monkeypatch,
     assert "not recorded in the store: its API key is none of SELFTUNE_API_KEYS" in capsys.readouterr().err
     assert len(service.list("org-a", None, 10)[0]) == 1 and service.list("org-b", None, 10)[0] == []
     service.db.dispose()
+
+
+def test_a_run_key_reaches_the_api_only_while_it_lasts_and_never_signs_in(keyed):
+    browser, _ = keyed
+    page = browser()
+    run_keys = page.app.state.run_keys
+    key = run_keys.issue("org-a")
+    assert page.get("/v1/evaluations", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    assert sign_in(page, key).status_code == 401  # the dashboard's sign-in takes configured keys only
+    run_keys.revoke(key)
+    assert page.get("/v1/evaluations", headers={"Authorization": f"Bearer {key}"}).status_code == 401
