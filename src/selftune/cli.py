@@ -481,12 +481,16 @@ def eval_command(
     hourly_price: Annotated[float, option(EvalConfig, "hourly_price")] = EVAL.hourly_price,
     prices: Annotated[Optional[list[str]], option(EvalConfig, "prices", "--price")] = None,
     out_dir: Annotated[Path, option(EvalConfig, "out", "--out")] = EVAL.out,
+    home: HomeOption = None,
 ) -> None:
-    """Stage 3: run a held-out set through models and compare quality, prompt tokens, latency and cost."""
+    """Stage 3: run a held-out set through models and compare quality, prompt tokens, latency and cost.
+    The run is recorded in the store of SELFTUNE_HOME, for the dashboard's Evaluations page."""
     from selftune.evals import evaluate
     from selftune.evals.prices import parse_price
     from selftune.evals.report import print_summary, progress_bars
 
+    if home is not None:  # the store it is recorded in, and that of the local server it may start
+        os.environ["SELFTUNE_HOME"] = str(home)
     config = build(EvalConfig, data=data, models=models, few_shot=few_shot, few_shot_from=few_shot_from,
                    graders=graders or [], base_url=base_url, api_key=api_key, concurrency=concurrency, limit=limit,
                    seed=seed, max_tokens=max_tokens, out=out_dir, hourly_price=hourly_price,
@@ -495,6 +499,19 @@ def eval_command(
         report = evaluate(config, progress)
     print_summary(report, out)
     out.print(f"report: {(out_dir / 'report.html').resolve()}", markup=False)
+    _record_evaluation(config, report)
+
+
+def _record_evaluation(config, report) -> None:
+    """Keep the run in the store for the dashboard; a run that can't be recorded still succeeded."""
+    from selftune.api.evaluations.service import dashboard_root, record_finished
+
+    try:
+        evaluation = record_finished(config, report)
+    except Exception as exc:  # noqa: BLE001 - the evaluation itself is done; say why it is not listed
+        err.print(f"not recorded in the store: {exc}", markup=False)
+        return
+    out.print(f"evaluation: {evaluation.id} · {dashboard_root(config.base_url)}evals/{evaluation.id}", markup=False)
 
 
 @app.command("distill")

@@ -8,6 +8,7 @@ task-specific-datasets, CC BY 4.0) into ``$SELFTUNE_HOME/datasets/banking77``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -24,7 +25,7 @@ import openai
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from selftune.config import get_settings
+from selftune.config import LOCAL_BASE_URL, get_settings
 from selftune.errors import SelftuneError
 from selftune.evals import EvalConfig, evaluate
 from selftune.evals.local_server import local_server
@@ -114,8 +115,27 @@ def main() -> None:
                             limit=TEST_SAMPLE, seed=0, base_url=url, concurrency=8, out=workdir / "eval")
         with progress_bars(console) as progress:
             report = evaluate(config, progress)
-    print_summary(report, console)
-    console.print(f"\n[bold]report:[/] {(workdir / 'eval' / 'report.html').resolve()}")
+        print_summary(report, console)
+        console.print(f"\n[bold]report:[/] {(workdir / 'eval' / 'report.html').resolve()}")
+        _show_in_dashboard(config, report, url)
+
+
+def _show_in_dashboard(config: EvalConfig, report, url: str) -> None:
+    """Record the evaluation as ``selftune eval`` does and point at the dashboard: the demo job and its
+    evaluation are there. A server the demo started itself stays up until Enter (when someone is there
+    to press it)."""
+    from selftune.api.evaluations.service import dashboard_root, record_finished
+
+    root = dashboard_root(url)
+    try:
+        evaluation = record_finished(config, report)
+        console.print(f"[bold]evaluation:[/] {evaluation.id} · {root}evals/{evaluation.id}")
+    except Exception as exc:  # noqa: BLE001 - the demo's results stand; say why the dashboard lacks them
+        console.print(f"evaluation not recorded in the store: {exc}", markup=False)
+    console.print(f"\n[bold]dashboard:[/] {root}")
+    if sys.stdin.isatty() and url != LOCAL_BASE_URL:
+        with contextlib.suppress(EOFError, KeyboardInterrupt):
+            input("press Enter to stop the demo's server ")
 
 
 def _fine_tune(client: openai.OpenAI, train: Path) -> str:

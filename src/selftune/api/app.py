@@ -12,10 +12,13 @@ import logging
 from fastapi import FastAPI
 
 import selftune
+from selftune.api.auth import RunKeys
 from selftune.api.chat.router import router as chat_router
 from selftune.api.chat.service import ChatService
 from selftune.api.chat.stored import StoredCompletions
 from selftune.api.errors import install_handlers
+from selftune.api.evaluations.router import router as evaluations_router
+from selftune.api.evaluations.service import EvaluationService, reports_root
 from selftune.api.files.router import router as files_router
 from selftune.api.files.service import FileService
 from selftune.api.fine_tuning.router import router as jobs_router
@@ -56,12 +59,16 @@ def create_app(settings: Settings | None = None, embedded_worker: bool = True) -
         db = Database(settings.database)
         blobs = BlobStore(settings.blobs_dir)
         app.state.api_keys = api_keys
+        app.state.run_keys = RunKeys() if api_keys is not None else None  # for evaluations started here
         app.state.files = FileService(db=db, blobs=blobs, max_upload_bytes=settings.max_upload_bytes)
         app.state.jobs = JobService(db=db)
         app.state.models = ModelService(db=db)
         app.state.chat = ChatService(db=db, engine_factory=lambda: _serving_engine(settings),
                                      stored=StoredCompletions(db))
+        app.state.evaluations = EvaluationService(db=db, root=reports_root(settings),
+                                                  run_keys=app.state.run_keys)
         app.state.files.validate_pending()
+        app.state.evaluations.fail_interrupted()
         worker = thread = None
         if embedded_worker:
             from selftune.jobs.worker import Worker
@@ -75,6 +82,7 @@ def create_app(settings: Settings | None = None, embedded_worker: bool = True) -
                 worker.stop()
                 thread.join()
             app.state.files.shutdown()
+            app.state.evaluations.shutdown()
             app.state.chat.close()
             db.dispose()
 
@@ -85,6 +93,7 @@ def create_app(settings: Settings | None = None, embedded_worker: bool = True) -
     app.include_router(jobs_router)
     app.include_router(models_router)
     app.include_router(chat_router)
+    app.include_router(evaluations_router)
     mount_dashboard(app)  # the web UI at /, on the same services
 
     @app.get("/health", include_in_schema=False)

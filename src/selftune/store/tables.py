@@ -1,5 +1,5 @@
 """The tables behind the API: files, fine-tuning jobs, their events and checkpoints, fine-tuned models,
-stored chat completions.
+stored chat completions, evaluations.
 
 Every row carries ``org``: the organisation of the API key that created it. Queries always filter on
 it, so one customer never sees another's rows. Each table has an integer ``pk`` that gives a stable
@@ -139,3 +139,23 @@ class CompletionRow(Base):
     metadata_: Mapped[dict | None] = mapped_column("metadata", JSON, nullable=True)
     request: Mapped[dict] = mapped_column(JSON)  # messages and sampling settings, as the client sent them
     response: Mapped[dict] = mapped_column(JSON)  # the chat.completion object returned
+
+
+class EvaluationRow(Base):
+    """One ``selftune eval`` run (from the command line or started from the dashboard): its settings, each
+    model's headline figures as the report gave them, its progress while it runs, and its report folder."""
+
+    __tablename__ = "evaluations"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    org: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # a selftune.api.evaluations.protocol.EvalStatus
+    config: Mapped[dict] = mapped_column(JSON)  # the EvalConfig (no API keys), plus the data file's name shown
+    figures: Mapped[list] = mapped_column(JSON, default=list)  # per model: model, grader, score, ci95, n, ...
+    done: Mapped[int] = mapped_column(Integer, default=0)  # requests answered so far, all models together
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    report_dir: Mapped[str | None] = mapped_column(Text, nullable=True)  # report.html, report.json, results.jsonl
