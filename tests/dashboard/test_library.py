@@ -132,6 +132,9 @@ def test_the_models_page_lists_base_and_fine_tuned_models_with_checkpoints_and_d
         assert f'href="/playground?model={model.replace(":", "%3A")}&amp;model=tiny"' in shown.text
         assert f"{model}:ckpt-step-2" in shown.text and f"{model}:ckpt-step-4" in shown.text
         assert "2 checkpoints" in shown.text
+        job_page = page.get(f"/jobs/{job.id}").text  # the job page links its model and checkpoints there too
+        for linked in (model, f"{model}:ckpt-step-2"):
+            assert f'href="/playground?model={linked.replace(":", "%3A")}&amp;model=tiny"' in job_page
         token = csrf_of(page)
 
         def delete(model_id: str, **extra):
