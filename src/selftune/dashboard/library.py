@@ -141,7 +141,7 @@ def file_page(request: Request, file_id: str, who: Who, files: Files, model: str
             try:
                 path, _ = files.content_path(who.org, file_id)
                 stats = _stats(path, model)
-            except (SelftuneError, APIError) as exc:
+            except (SelftuneError, APIError, OSError, ValueError) as exc:  # a tokenizer that won't load, too
                 stats_problem = getattr(exc, "message", None) or str(exc)
     return render(request, who, "file.html", file=file, size=_size, bases=bases, model=model, stats=stats,
                   stats_problem=stats_problem)
@@ -159,8 +159,8 @@ def file_delete(request: Request, file_id: str, who: PostedBy, files: Files):
 
 # ---- models -----------------------------------------------------------------------------------------
 def _models_context(who, models, jobs, files) -> dict:
-    bases = [base for base in base_models().values()]
-    return {"bases": bases, "trained": trained_models(who.org, models, jobs, files), "playground": playground_link}
+    return {"bases": list(base_models().values()), "trained": trained_models(who.org, models, jobs, files),
+            "playground": playground_link}
 
 
 @router.get("/models")
