@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from selftune.dashboard import evaluations, login, views
+from selftune.dashboard import evaluations, library, login, playground, views
 from selftune.dashboard.access import CsrfRefused, SignInRequired
 from selftune.dashboard.render import STATIC, secure
 from selftune.dashboard.sessions import SessionStore
@@ -25,6 +25,8 @@ def mount(app: FastAPI) -> None:
     app.include_router(login.router)
     app.include_router(views.router)
     app.include_router(evaluations.router)
+    app.include_router(playground.router)
+    app.include_router(library.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="dashboard-static")
 
     @app.exception_handler(SignInRequired)
