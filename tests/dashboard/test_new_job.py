@@ -95,13 +95,18 @@ def test_a_good_file_shows_its_statistics_and_the_start_form(dashboard, chat_row
         assert "not available" in page.get(f"/new/stats?file={file_id}&model=nope").text
 
 
-def test_a_preference_file_is_checked_as_dpo_and_preselects_the_dpo_method(dashboard, preference_rows):
-    with dashboard() as (browser, _):
+def test_a_preference_file_is_checked_as_dpo_and_starts_a_dpo_job(dashboard, preference_rows):
+    with dashboard() as (browser, connect):
         page = browser()
         file_id = uploaded(page, "pairs.jsonl", jsonl(preference_rows(12)))
         text = page.get(f"/new?file={file_id}&model=tiny").text
         assert 'class="report valid"' in text and "preference (input" in text
         assert f'<option value="{Method.DPO.value}" selected>' in text
+        answer = start(page, file_id, method="dpo", hp_beta="0.2", hp_n_epochs="1")
+        assert answer.status_code == 303, answer.text
+        job = connect().fine_tuning.jobs.retrieve(answer.headers["location"].removeprefix("/jobs/"))
+        assert job.method.type == "dpo" and job.method.dpo.hyperparameters.beta == 0.2
+        assert job.method.dpo.hyperparameters.n_epochs == 1 and job.method.dpo.hyperparameters.batch_size == "auto"
 
 
 def test_start_creates_the_job_with_the_chosen_settings(dashboard, chat_rows):
@@ -228,3 +233,18 @@ def test_only_the_viewers_files_are_offered_or_shown(dashboard, chat_rows):
         assert "No such file" in page.get(f"/new/stats?file={theirs.id}&model=tiny").text
         refused = start(page, training, validation_file=theirs.id)
         assert refused.status_code == 400 and 'data-param="validation_file"' in refused.text
+
+
+def test_an_upload_over_the_apis_limit_is_refused(dashboard, chat_rows):
+    with dashboard(SELFTUNE_MAX_UPLOAD_BYTES="1000") as (browser, connect):
+        page = browser()
+        token = csrf_of(page.get("/new"))
+        big = jsonl(chat_rows(400))
+        assert len(big) > 1000 + 64 * 1024
+        answer = page.post("/new/upload", headers={"X-CSRF-Token": token, "Accept": "application/json"},
+                           files={"file": ("big.jsonl", big, "text/plain")})
+        assert answer.status_code == 413 and "larger than the limit of 1,000 bytes" in answer.json()["error"]["message"]
+        small = page.post("/new/upload", headers={"X-CSRF-Token": token, "Accept": "application/json"},
+                          files={"file": ("small.jsonl", jsonl(chat_rows(20)), "text/plain")})
+        assert small.status_code == 413  # past the service's own limit, under the multipart allowance
+        assert connect().files.list().data == []

@@ -258,8 +258,9 @@ async def new_job_upload(request: Request, _limit: WithinLimit, who: PostedBy, f
     except APIError as exc:
         if _wants_json(request):
             return secure(JSONResponse(exc.body(), status_code=exc.status))
-        return _page(request, who, files, upload_problem=exc.message, status_code=exc.status,
-                     form=JobForm(model=_default_model(str(form.get("model") or ""))))
+        return await run_in_threadpool(_page, request, who, files, upload_problem=exc.message,
+                                       status_code=exc.status,
+                                       form=JobForm(model=_default_model(str(form.get("model") or ""))))
     finally:
         await form.close()
     model = str(form.get("model") or "")
@@ -280,8 +281,8 @@ async def new_job_start(request: Request, _limit: WithinLimit, who: PostedBy, fi
         try:
             checked = await run_in_threadpool(check_file, files, who.org, training_file)
         except APIError as exc:
-            return _page(request, who, files, upload_problem=exc.message, status_code=exc.status,
-                         form=JobForm(model=_default_model(typed.model)))
+            return await run_in_threadpool(_page, request, who, files, upload_problem=exc.message,
+                                           status_code=exc.status, form=JobForm(model=_default_model(typed.model)))
         validation_checked = None
         try:
             upload = _upload(form, "validation_upload")
@@ -301,8 +302,8 @@ async def new_job_start(request: Request, _limit: WithinLimit, who: PostedBy, fi
                 validation_checked = None  # a good upload: it is now one of the choices, selected
             elif validation_checked is not None:
                 typed.validation_file = ""
-            return _page(request, who, files, checked=checked, form=typed, problem=exc,
-                         validation_checked=validation_checked, status_code=exc.status)
+            return await run_in_threadpool(_page, request, who, files, checked=checked, form=typed, problem=exc,
+                                           validation_checked=validation_checked, status_code=exc.status)
     finally:
         await form.close()
     return secure(RedirectResponse(f"/jobs/{job.id}", status_code=303))

@@ -34,7 +34,9 @@
       }
       bar.hidden = true;
       zone.classList.remove("busy");
-      say(answer && answer.error ? answer.error.message : `Upload refused (HTTP ${request.status}).`);
+      const text = request.responseText || "";
+      say(answer && answer.error ? answer.error.message
+        : text && text.length < 300 && !text.includes("<") ? text : `Upload refused (HTTP ${request.status}).`);
     });
     request.addEventListener("error", () => {
       bar.hidden = true;
