@@ -93,6 +93,9 @@ def test_a_good_file_shows_its_statistics_and_the_start_form(dashboard, chat_row
         assert 'data-examples="12"' in stats.text and "Billed tokens" in stats.text
         assert "at 1,234 tokens/s" in stats.text  # the time estimate, from this machine's measured speed
         assert "not available" in page.get(f"/new/stats?file={file_id}&model=nope").text
+        chosen = page.get(f"/new/stats?file={file_id}&model=tiny&epochs=2").text
+        assert '<dt>Epochs</dt><dd class="epochs">2</dd>' in chosen
+        assert "Epochs (auto rule)" in page.get(f"/new/stats?file={file_id}&model=tiny&epochs=0").text
 
 
 def test_a_preference_file_is_checked_as_dpo_and_starts_a_dpo_job(dashboard, preference_rows):
@@ -235,7 +238,7 @@ def test_only_the_viewers_files_are_offered_or_shown(dashboard, chat_rows):
         assert refused.status_code == 400 and 'data-param="validation_file"' in refused.text
 
 
-def test_an_upload_over_the_apis_limit_is_refused(dashboard, chat_rows):
+def test_an_upload_over_the_apis_limit_is_refused_before_it_is_read(dashboard, chat_rows):
     with dashboard(SELFTUNE_MAX_UPLOAD_BYTES="1000") as (browser, connect):
         page = browser()
         token = csrf_of(page.get("/new"))
@@ -244,6 +247,8 @@ def test_an_upload_over_the_apis_limit_is_refused(dashboard, chat_rows):
         answer = page.post("/new/upload", headers={"X-CSRF-Token": token, "Accept": "application/json"},
                            files={"file": ("big.jsonl", big, "text/plain")})
         assert answer.status_code == 413 and "larger than the limit of 1,000 bytes" in answer.json()["error"]["message"]
+        unsigned = page.post("/new/upload", files={"file": ("big.jsonl", big, "text/plain")})
+        assert unsigned.status_code == 413  # refused on its declared length, before the form (and token) is read
         small = page.post("/new/upload", headers={"X-CSRF-Token": token, "Accept": "application/json"},
                           files={"file": ("small.jsonl", jsonl(chat_rows(20)), "text/plain")})
         assert small.status_code == 413  # past the service's own limit, under the multipart allowance

@@ -81,6 +81,8 @@ def test_a_bad_file_shows_its_problems_and_a_good_one_starts_a_job(shared_server
     problems.clear()
 
     page.fill("#hp_n_epochs", "1")
+    page.dispatch_event("#hp_n_epochs", "change")  # the estimate follows the epochs typed
+    page.wait_for_selector('#stats:not(.stale) dd.epochs:text-is("1")', timeout=60_000)
     page.fill("#seed", "3")
     page.fill("#metadata", "source=new-job-e2e")
     page.click("button.start")

@@ -197,13 +197,16 @@ def new_job_page(request: Request, who: Who, files: Files, file: str = "", model
 
 
 @router.get("/new/stats")
-def new_job_stats(request: Request, who: Who, files: Files, file: str = "", model: str = ""):
-    """Token statistics and the time estimate for ``model``: a fragment the page loads after it shows
-    (a model's first tokenizer load or speed measurement takes seconds; this runs on a worker thread)."""
+def new_job_stats(request: Request, who: Who, files: Files, file: str = "", model: str = "", epochs: str = ""):
+    """Token statistics and the time estimate for ``model`` (and ``epochs``, when a valid n_epochs is
+    typed; else the auto rule's): a fragment the page loads after it shows, since a model's first
+    tokenizer load or speed measurement takes seconds (this runs on a worker thread)."""
     from selftune.data.stats import stats
     from selftune.errors import SelftuneError
 
-    context = {"result": None, "message": None, "file_id": file, "model": model}
+    chosen = _number(epochs.strip())
+    n_epochs = int(chosen) if chosen is not None and hyperparameter_problem("n_epochs", chosen) is None else None
+    context = {"result": None, "message": None, "file_id": file, "model": model, "epochs": n_epochs}
     base = base_models().get(model)
     try:
         stored = files.retrieve(who.org, file)
@@ -218,7 +221,7 @@ def new_job_stats(request: Request, who: Who, files: Files, file: str = "", mode
         path, _ = files.content_path(who.org, file)
         try:
             with _measuring:
-                context["result"] = stats(path, base.source)
+                context["result"] = stats(path, base.source, epochs=n_epochs)
         except SelftuneError as exc:
             context["message"] = f"Not measured: {exc}"
     return render(request, who, "_new_job_stats.html", **context)

@@ -88,16 +88,22 @@
     showHyperparameters();
   }
 
-  // another base model: its own tokenizer's statistics and estimate; later uploads keep the choice
+  // another base model or number of epochs: that model's statistics and the estimate for those epochs
+  // (the server uses the auto rule's epochs when n_epochs is auto or not a valid number); later uploads
+  // keep the chosen model
   const model = document.getElementById("model");
+  const epochs = document.getElementById("hp_n_epochs");
   const file = document.getElementById("file");
+  function restat() {
+    if (form) form.elements.model.value = model.value;
+    const query = new URLSearchParams({ file: file.dataset.file, model: model.value });
+    if (epochs && !epochs.disabled) query.set("epochs", epochs.value);
+    const stats = document.getElementById("stats");
+    if (stats) stats.classList.add("stale");
+    window.htmx.ajax("GET", `/new/stats?${query}`, { target: "#stats", swap: "outerHTML" });
+  }
   if (model && file) {
-    model.addEventListener("change", () => {
-      if (form) form.elements.model.value = model.value;
-      const url = `/new/stats?file=${encodeURIComponent(file.dataset.file)}&model=${encodeURIComponent(model.value)}`;
-      const stats = document.getElementById("stats");
-      if (stats) stats.classList.add("stale");
-      window.htmx.ajax("GET", url, { target: "#stats", swap: "outerHTML" });
-    });
+    model.addEventListener("change", restat);
+    if (epochs) epochs.addEventListener("change", restat);
   }
 })();
