@@ -32,6 +32,16 @@ def not_found(kind: str, id_: str, param: str | None = None) -> APIError:
     return APIError(404, f"No such {kind}: '{id_}'", param=param, code=code)
 
 
+def invalid_value(errors) -> APIError:
+    """The first of pydantic's ``errors()`` as a 400 naming its field: what a request body that does not
+    parse gets (the API's handler, and the dashboard's forms built on the same request models)."""
+    first = errors[0] if errors else {}
+    location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form")]
+    param = ".".join(location) or None
+    message = f"{param}: {first.get('msg')}" if param else str(first.get("msg", "invalid request"))
+    return APIError(400, message, param=param, code="invalid_value")
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_request: Request, exc: APIError):
@@ -39,11 +49,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):
-        first = exc.errors()[0] if exc.errors() else {}
-        location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form")]
-        param = ".".join(location) or None
-        message = f"{param}: {first.get('msg')}" if param else str(first.get("msg", "invalid request"))
-        return JSONResponse(APIError(400, message, param=param, code="invalid_value").body(), status_code=400)
+        return JSONResponse(invalid_value(exc.errors()).body(), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException):
