@@ -133,9 +133,11 @@ def _show_in_dashboard(config: EvalConfig, report, url: str) -> None:
     except Exception as exc:  # noqa: BLE001 - the demo's results stand; say why the dashboard lacks them
         console.print(f"evaluation not recorded in the store: {exc}", markup=False)
     console.print(f"\n[bold]dashboard:[/] {root}")
-    if sys.stdin.isatty() and url != LOCAL_BASE_URL:
-        with contextlib.suppress(EOFError, KeyboardInterrupt):
-            input("press Enter to stop the demo's server ")
+    if url != LOCAL_BASE_URL:  # the demo's own server: it stops with the demo
+        if sys.stdin.isatty():
+            with contextlib.suppress(EOFError, KeyboardInterrupt):
+                input("press Enter to stop the demo's server ")
+        console.print(f"open it again later: [bold].venv/bin/selftune serve[/], then {dashboard_root(LOCAL_BASE_URL)}")
 
 
 def _fine_tune(client: openai.OpenAI, train: Path) -> str:
