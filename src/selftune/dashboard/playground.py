@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from selftune.api.chat.protocol import ChatCompletionRequest
 from selftune.api.chat.router import Chat
-from selftune.api.errors import APIError, bad_request
+from selftune.api.errors import APIError, bad_request, invalid_value
 from selftune.api.fine_tuning.router import Jobs
 from selftune.api.models.router import Models
 from selftune.dashboard.access import PostedBy, Who
@@ -93,10 +93,7 @@ def chat_request(body: object) -> ChatCompletionRequest:
         return ChatCompletionRequest.model_validate({**fields, "stream": True,
                                                      "stream_options": {"include_usage": True}})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or None
-        raise bad_request(f"{where}: {first['msg']}" if where else first["msg"], param=where,
-                          code="invalid_value") from None
+        raise invalid_value(exc.errors()) from None
 
 
 @router.post("/playground/chat")
