@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from selftune.dashboard import login, views
+from selftune.dashboard import compare, login, views
 from selftune.dashboard.access import CsrfRefused, SignInRequired
 from selftune.dashboard.render import STATIC, secure
 from selftune.dashboard.sessions import SessionStore
@@ -22,6 +22,7 @@ def mount(app: FastAPI) -> None:
     app.state.dashboard_sessions = SessionStore()
     app.include_router(login.router)
     app.include_router(views.router)
+    app.include_router(compare.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="dashboard-static")
 
     @app.exception_handler(SignInRequired)
