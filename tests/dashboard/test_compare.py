@@ -97,6 +97,7 @@ def test_too_few_too_many_unknown_and_missing_jobs_get_a_clear_message(dashboard
         unknown = page.get("/compare", params=[("job", job.id), ("job", "ftjob-nope")])
         assert unknown.status_code == 404 and "Parameter job:" in unknown.text and "ftjob-nope" in unknown.text
         assert "Traceback" not in unknown.text
+        assert page.get(f"/jobs/{job.id}/curves.json", params={"after": "ftevent-nope"}).status_code == 404
         markup = page.get("/compare", params=[("job", job.id), ("job", XSS)])
         assert markup.status_code == 404 and "<img" not in markup.text
 
