@@ -7,11 +7,12 @@ worker carries out within seconds.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Collection
 from typing import NamedTuple
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Text, cast, func, or_, select
 
 from selftune.api.errors import bad_request, not_found
 from selftune.api.fine_tuning.protocol import (
@@ -163,15 +164,17 @@ class JobService:
         fifth of the time (bench/dashboard.py)."""
         with self.db.transaction() as session:
             self._row(session, org, job_id)
-            query = select(EventRow.id, EventRow.type, EventRow.data).where(EventRow.job_id == job_id, or_(
+            # data as its JSON text, decoded below in one json.loads: 10,000 small decodes cost 5x more
+            query = select(EventRow.id, EventRow.type, cast(EventRow.data, Text)).where(EventRow.job_id == job_id, or_(
                 EventRow.type == "metrics", EventRow.data["total_steps"].as_integer().is_not(None)))
             if after:
                 cursor = session.scalar(select(EventRow.pk).where(EventRow.job_id == job_id, EventRow.id == after))
                 if cursor is None:
                     raise not_found("event", after, param="after")
                 query = query.where(EventRow.pk > cursor)
-            rows = session.execute(query.order_by(EventRow.pk.asc()).limit(MAX_RUN_EVENTS))
-            return [RunEvent(id, type, data or {}) for id, type, data in rows]
+            rows = session.execute(query.order_by(EventRow.pk.asc()).limit(MAX_RUN_EVENTS)).all()
+            datas = json.loads("[" + ",".join(data or "null" for _, _, data in rows) + "]")
+            return [RunEvent(id, type, data or {}) for (id, type, _), data in zip(rows, datas, strict=True)]
 
     def progress(self, org: str, job_ids: Collection[str]) -> dict[str, tuple[int, int]]:
         """``job id -> (last step, total steps)`` of the jobs that have started training."""
