@@ -40,8 +40,9 @@ def run(n_steps: int, loss: float) -> list[tuple[str, dict]]:
         events.append((f"Step {step}/{n_steps}", {"step": step, "total_steps": n_steps, "train_loss": loss / step,
                                                   "train_mean_token_accuracy": 0.5, "learning_rate": 1e-3,
                                                   "tokens_per_second": 900.0}))
-    events.append(("validation", {"step": n_steps, "valid_loss": loss / n_steps + 0.1,
-                                  "valid_mean_token_accuracy": 0.6}))
+        if step == 1:  # validation only after the first step: the final validation loss is 100+ events back
+            events.append(("validation", {"step": 1, "valid_loss": loss / n_steps + 0.1,
+                                          "valid_mean_token_accuracy": 0.6}))
     return events
 
 
@@ -54,8 +55,8 @@ def test_two_jobs_side_by_side_with_the_settings_that_differ(dashboard, tmp_path
         second = client.fine_tuning.jobs.create(model="tiny", training_file=training.id, suffix="second", seed=2,
                                                 hyperparameters={"n_epochs": 3}, metadata={"task": "cards"})
         page = browser()
-        relay(page.app.state.jobs.db, first.id, run(4, 2.0))
-        relay(page.app.state.jobs.db, second.id, run(6, 3.0))
+        relay(page.app.state.jobs.db, first.id, run(200, 100.0))
+        relay(page.app.state.jobs.db, second.id, run(300, 150.0))
 
         shown = page.get("/compare", params=[("job", first.id), ("job", second.id)])
         assert shown.status_code == 200
@@ -65,6 +66,9 @@ def test_two_jobs_side_by_side_with_the_settings_that_differ(dashboard, tmp_path
         for chart in ("train-loss", "valid-loss", "train-accuracy", "valid-accuracy", "learning-rate", "throughput"):
             assert f'id="chart-{chart}"' in html
         assert '<script src="/static/charts.js" defer></script>' in html and "/static/compare.js" in html
+        for path in ("/static/charts.js", "/static/compare.js", "/static/compare.css"):
+            assert page.get(path).status_code == 200, path
+        assert f'<link rel="preload" href="/jobs/{second.id}/curves.json" as="fetch"' in html
         differing = rows_of(html, "differing")
         assert differing["suffix"] == ["first.run", "second"]
         assert differing["seed"] == ["1", "2"]

@@ -22,7 +22,7 @@ from selftune.dashboard.render import number, render, utc
 
 router = APIRouter(include_in_schema=False)
 MIN_JOBS, MAX_JOBS = 2, 8
-RECENT_EVENTS = 100  # the newest events searched for a job's final training and validation loss
+EVENT_PAGE, EVENT_PAGES = 100, 50  # the newest events searched for a job's final training and validation loss
 
 
 def job_ids(values: list[str]) -> list[str]:
@@ -70,16 +70,20 @@ def _file_names(files, org: str, jobs: list[FineTuningJob]) -> dict[str, str]:
 
 
 def _outcome(service, org: str, job: FineTuningJob) -> dict[str, Any]:
-    """The last training and validation loss the job reported, from its newest events."""
-    events, _ = service.events(org, job.id, None, RECENT_EVENTS)
+    """The last training and validation loss the job reported, from its newest events (a page at a
+    time: validation may come only at the end of each epoch, many steps back)."""
     found: dict[str, Any] = {}
-    for event in events:  # newest first
-        data = event.data or {}
-        if event.type != "metrics":
-            continue
-        for field in ("train_loss", "valid_loss"):
-            if field in data and field not in found:
-                found[field] = data[field]
+    after = None
+    for _ in range(EVENT_PAGES):
+        events, more = service.events(org, job.id, after, EVENT_PAGE)
+        for event in events:  # newest first
+            data = event.data or {}
+            for field in ("train_loss", "valid_loss"):
+                if event.type == "metrics" and field in data and field not in found:
+                    found[field] = data[field]
+        if len(found) == 2 or not more:
+            break
+        after = events[-1].id
     return found
 
 
