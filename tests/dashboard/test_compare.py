@@ -75,10 +75,11 @@ def test_two_jobs_side_by_side_with_the_settings_that_differ(dashboard, tmp_path
         assert differing["n_epochs"] == ["1", "3"]
         assert differing["metadata task"] == ["—", "cards"]
         assert not {"base model", "training file", "final training loss"} & set(differing)  # the same for both
+        assert not {"created", "fine-tuned model"} & set(differing)  # always different: in all settings only
         every = rows_of(html, "all-settings")
         assert every["base model"] == ["tiny", "tiny"] and every["method"] == ["supervised", "supervised"]
         assert every["training file"] == [f"t.jsonl ({training.id})"] * 2
-        assert every["batch_size"] == ["auto", "auto"]
+        assert every["batch_size"] == ["auto", "auto"] and every["created"][0].endswith(" UTC")
         assert every["final training loss"] == ["0.5", "0.5"] and every["final validation loss"] == ["0.6", "0.6"]
         assert 'id="evaluations"' not in html  # no evaluations service yet: no section
         # the same ids written job=a,b; a repeated id counts once

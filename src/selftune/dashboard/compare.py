@@ -22,6 +22,7 @@ from selftune.dashboard.render import number, render, utc
 
 router = APIRouter(include_in_schema=False)
 MIN_JOBS, MAX_JOBS = 2, 8
+ALWAYS_DIFFER = {"fine-tuned model", "created"}  # in "all settings" only: they tell nothing in "differ"
 EVENT_PAGE, EVENT_PAGES = 100, 50  # the newest events searched for a job's final training and validation loss
 
 
@@ -92,9 +93,7 @@ def _text(value: Any) -> str:
         return "—"
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, float):
-        return number(value)
-    return str(value)
+    return str(value)  # as the job page shows it (a learning_rate_multiplier of 1.0 is "1.0")
 
 
 def settings(jobs: list[FineTuningJob], outcomes: list[dict], names: dict[str, str]) -> list[dict]:
@@ -120,8 +119,8 @@ def settings(jobs: list[FineTuningJob], outcomes: list[dict], names: dict[str, s
         ("training file", [file(j.training_file) for j in jobs]),
         ("validation file", [file(j.validation_file) for j in jobs]),
         ("trained tokens", [number(j.trained_tokens) for j in jobs]),
-        ("final training loss", [o.get("train_loss") for o in outcomes]),
-        ("final validation loss", [o.get("valid_loss") for o in outcomes]),
+        ("final training loss", [_loss(o.get("train_loss")) for o in outcomes]),
+        ("final validation loss", [_loss(o.get("valid_loss")) for o in outcomes]),
         ("fine-tuned model", [j.fine_tuned_model for j in jobs]),
         ("created", [utc(j.created_at) for j in jobs]),
     ]
@@ -132,8 +131,12 @@ def settings(jobs: list[FineTuningJob], outcomes: list[dict], names: dict[str, s
     rows = []
     for name, values in columns:
         texts = [_text(v) for v in values]
-        rows.append({"name": name, "values": texts, "differs": len(set(texts)) > 1})
+        rows.append({"name": name, "values": texts, "differs": len(set(texts)) > 1 and name not in ALWAYS_DIFFER})
     return rows
+
+
+def _loss(value: Any) -> str | None:
+    return number(value) if isinstance(value, (int, float)) else None
 
 
 # ---- evaluations side by side ---------------------------------------------------------------------
