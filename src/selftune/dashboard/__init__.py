@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from selftune.dashboard import evaluations, library, login, new_job, playground, views
+from selftune.dashboard import compare, evaluations, library, login, new_job, playground, views
 from selftune.dashboard.access import CsrfRefused, SignInRequired
 from selftune.dashboard.render import STATIC, secure
 from selftune.dashboard.sessions import SessionStore
@@ -28,6 +28,7 @@ def mount(app: FastAPI) -> None:
     app.include_router(playground.router)
     app.include_router(library.router)
     app.include_router(new_job.router)
+    app.include_router(compare.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="dashboard-static")
 
     @app.exception_handler(SignInRequired)

@@ -9,9 +9,11 @@ start event, which is in the first answer.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from selftune.api.fine_tuning.protocol import FineTuningJob, FineTuningJobEvent
+from selftune.api.fine_tuning.service import RunEvent
 from selftune.jobs.lifecycle import TERMINAL
 
 # column in the answer -> field of a step's metrics event (selftune.train.events.StepEvent.hosted_data)
@@ -28,7 +30,7 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def curves(job: FineTuningJob, events: list[FineTuningJobEvent]) -> dict:
+def curves(job: FineTuningJob, events: Sequence[RunEvent | FineTuningJobEvent]) -> dict:
     train: dict[str, list] = {name: [] for name in TRAIN_COLUMNS}
     valid: dict[str, list] = {name: [] for name in VALID_COLUMNS}
     run = None

@@ -7,10 +7,12 @@ worker carries out within seconds.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Collection
+from typing import NamedTuple
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Text, cast, func, or_, select
 
 from selftune.api.errors import bad_request, not_found
 from selftune.api.fine_tuning.protocol import (
@@ -40,6 +42,14 @@ from selftune.store.tables import CheckpointRow, EventRow, FileRow, JobRow, new_
 from selftune.train.methods import METHODS, SHARED_HYPERPARAMETERS, Method, hyperparameter_problem, one_of
 
 MAX_RUN_EVENTS = 1_000_000  # run_events answers a whole run (the dashboard's curves), not a page
+
+
+class RunEvent(NamedTuple):
+    """An event as the curves need it (:meth:`JobService.run_events`)."""
+
+    id: str
+    type: str
+    data: dict
 
 
 class JobService:
@@ -147,15 +157,24 @@ class JobService:
             rows, more = page(session, query, EventRow, after, limit, kind="event")
             return [to_event(r) for r in rows], more
 
-    def run_events(self, org: str, job_id: str, after: str | None = None) -> list[FineTuningJobEvent]:
+    def run_events(self, org: str, job_id: str, after: str | None = None) -> list[RunEvent]:
         """Every event that draws the run's curves, oldest first, after the event ``after``: the metrics
-        events (steps and validations) and the start event (its ``total_steps`` and hyperparameters)."""
+        events (steps and validations) and the start event (its ``total_steps`` and hyperparameters).
+        Plain (id, type, data) rows, not ORM objects and API models: a run of 10,000 steps is read in a
+        fifth of the time (bench/dashboard.py)."""
         with self.db.transaction() as session:
             self._row(session, org, job_id)
-            query = select(EventRow).where(EventRow.job_id == job_id, or_(
+            # data as its JSON text, decoded below in one json.loads: 10,000 small decodes cost 5x more
+            query = select(EventRow.id, EventRow.type, cast(EventRow.data, Text)).where(EventRow.job_id == job_id, or_(
                 EventRow.type == "metrics", EventRow.data["total_steps"].as_integer().is_not(None)))
-            rows, _ = page(session, query, EventRow, after, MAX_RUN_EVENTS, newest_first=False, kind="event")
-            return [to_event(r) for r in rows]
+            if after:
+                cursor = session.scalar(select(EventRow.pk).where(EventRow.job_id == job_id, EventRow.id == after))
+                if cursor is None:
+                    raise not_found("event", after, param="after")
+                query = query.where(EventRow.pk > cursor)
+            rows = session.execute(query.order_by(EventRow.pk.asc()).limit(MAX_RUN_EVENTS)).all()
+            datas = json.loads("[" + ",".join(data or "null" for _, _, data in rows) + "]")
+            return [RunEvent(id, type, data or {}) for (id, type, _), data in zip(rows, datas, strict=True)]
 
     def progress(self, org: str, job_ids: Collection[str]) -> dict[str, tuple[int, int]]:
         """``job id -> (last step, total steps)`` of the jobs that have started training."""

@@ -1,0 +1,170 @@
+"""The compare page: 2 to 8 jobs side by side, their curves overlaid, the settings that differ, and
+(once the evaluations service is there) their evaluations' headline figures.
+
+The jobs come from the address (``/compare?job=a&job=b``, what the jobs page's "Compare selected" form
+sends), so a comparison can be bookmarked. The curves are drawn in the browser from each job's own
+``/jobs/{id}/curves.json`` (the job page's data); this page only renders the settings, read through the
+same services as the API and scoped to the viewer's organisation.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from selftune.api.errors import APIError
+from selftune.api.files.router import Files
+from selftune.api.fine_tuning.protocol import FineTuningJob
+from selftune.api.fine_tuning.router import Jobs
+from selftune.dashboard.access import Who
+from selftune.dashboard.render import number, render, utc
+
+router = APIRouter(include_in_schema=False)
+MIN_JOBS, MAX_JOBS = 2, 8
+ALWAYS_DIFFER = {"fine-tuned model", "created"}  # in "all settings" only: they tell nothing in "differ"
+EVENT_PAGE, EVENT_PAGES = 100, 50  # the newest events searched for a job's final training and validation loss
+
+
+def job_ids(values: list[str]) -> list[str]:
+    """The ids asked for, in order, once each (``job=a,b`` is taken as ``job=a&job=b`` too)."""
+    ids: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            if part.strip() and part.strip() not in ids:
+                ids.append(part.strip())
+    return ids
+
+
+@router.get("/compare")
+def compare_page(request: Request, who: Who, service: Jobs, files: Files,
+                 job: Annotated[list[str] | None, Query()] = None):
+    ids = job_ids(job or [])
+    if not ids:
+        return render(request, who, "compare.html", jobs=[], problem=None, min_jobs=MIN_JOBS, max_jobs=MAX_JOBS)
+    if not MIN_JOBS <= len(ids) <= MAX_JOBS:
+        return render(request, who, "compare.html", status_code=400, jobs=[], min_jobs=MIN_JOBS, max_jobs=MAX_JOBS,
+                      problem=f"Compare takes {MIN_JOBS} to {MAX_JOBS} jobs (parameter job); {len(ids)} "
+                              f"{'was' if len(ids) == 1 else 'were'} given.")
+    jobs: list[FineTuningJob] = []
+    for job_id in ids:
+        try:
+            jobs.append(service.retrieve(who.org, job_id))
+        except APIError as exc:  # unknown, or another organisation's: "not found", as in the API
+            return render(request, who, "compare.html", status_code=exc.status, jobs=[], min_jobs=MIN_JOBS,
+                          max_jobs=MAX_JOBS, problem=f"Parameter job: {exc.message}")
+    rows = settings(jobs, [_outcome(service, who.org, j) for j in jobs], _file_names(files, who.org, jobs))
+    return render(request, who, "compare.html", jobs=jobs, problem=None, min_jobs=MIN_JOBS, max_jobs=MAX_JOBS,
+                  rows=rows, differing=[r for r in rows if r["differs"]],
+                  evaluations=side_by_side(request, who.org, jobs))
+
+
+# ---- settings -------------------------------------------------------------------------------------
+def _file_names(files, org: str, jobs: list[FineTuningJob]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for file_id in {f for j in jobs for f in (j.training_file, j.validation_file) if f}:
+        try:
+            names[file_id] = files.retrieve(org, file_id).filename
+        except APIError:
+            names[file_id] = "(deleted)"
+    return names
+
+
+def _outcome(service, org: str, job: FineTuningJob) -> dict[str, Any]:
+    """The last training and validation loss the job reported, from its newest events (a page at a
+    time: validation may come only at the end of each epoch, many steps back)."""
+    found: dict[str, Any] = {}
+    after = None
+    for _ in range(EVENT_PAGES):
+        events, more = service.events(org, job.id, after, EVENT_PAGE)
+        for event in events:  # newest first
+            data = event.data or {}
+            for field in ("train_loss", "valid_loss"):
+                if event.type == "metrics" and field in data and field not in found:
+                    found[field] = data[field]
+        if len(found) == 2 or not more:
+            break
+        after = events[-1].id
+    return found
+
+
+def _text(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)  # as the job page shows it (a learning_rate_multiplier of 1.0 is "1.0")
+
+
+def settings(jobs: list[FineTuningJob], outcomes: list[dict], names: dict[str, str]) -> list[dict]:
+    """The settings table: ``{"name", "values" (one text per job), "differs"}`` per row."""
+    def file(file_id: str | None) -> str:
+        return f"{names.get(file_id, '(deleted)')} ({file_id})" if file_id else "—"
+
+    def hyperparameters(job: FineTuningJob) -> dict:
+        return job.method.get(job.method["type"], {}).get("hyperparameters", {})
+
+    columns: list[tuple[str, list[Any]]] = [
+        ("status", [j.status for j in jobs]),
+        ("base model", [j.model for j in jobs]),
+        ("method", [j.method["type"] for j in jobs]),
+        ("suffix", [j.user_provided_suffix for j in jobs]),
+        ("seed", [j.seed for j in jobs]),
+    ]
+    hp_names: list[str] = []
+    for job in jobs:
+        hp_names += [name for name in hyperparameters(job) if name not in hp_names]
+    columns += [(name, [hyperparameters(j).get(name) for j in jobs]) for name in hp_names]
+    columns += [
+        ("training file", [file(j.training_file) for j in jobs]),
+        ("validation file", [file(j.validation_file) for j in jobs]),
+        ("trained tokens", [number(j.trained_tokens) for j in jobs]),
+        ("final training loss", [_loss(o.get("train_loss")) for o in outcomes]),
+        ("final validation loss", [_loss(o.get("valid_loss")) for o in outcomes]),
+        ("fine-tuned model", [j.fine_tuned_model for j in jobs]),
+        ("created", [utc(j.created_at) for j in jobs]),
+    ]
+    keys: list[str] = []
+    for job in jobs:
+        keys += [key for key in (job.metadata or {}) if key not in keys]
+    columns += [(f"metadata {key}", [(j.metadata or {}).get(key) for j in jobs]) for key in keys]
+    rows = []
+    for name, values in columns:
+        texts = [_text(v) for v in values]
+        rows.append({"name": name, "values": texts, "differs": len(set(texts)) > 1 and name not in ALWAYS_DIFFER})
+    return rows
+
+
+def _loss(value: Any) -> str | None:
+    return number(value) if isinstance(value, (int, float)) else None
+
+
+# ---- evaluations side by side ---------------------------------------------------------------------
+def side_by_side(request: Request, org: str, jobs: list[FineTuningJob]) -> list[dict] | None:
+    """EVALUATIONS SIDE BY SIDE (to be finished when the evaluations service lands).
+
+    None while the app has no evaluations service (the template then leaves the section out). Otherwise
+    the evaluations of these jobs' fine-tuned models, as ``request.app.state.evaluations.for_models(org,
+    model_ids)`` answers them, each read here as having ``id``, ``name`` and ``figures``: a mapping
+    ``model id -> {figure name: value}`` of that model's headline figures. The template gets
+    ``{"id", "name", "figures": [(figure name, [text per job])]}``.
+    """
+    service = getattr(request.app.state, "evaluations", None)
+    if service is None:
+        return None
+    models = [j.fine_tuned_model for j in jobs if j.fine_tuned_model]
+    shown = []
+    for evaluation in service.for_models(org, models) if models else []:
+        figures = _field(evaluation, "figures") or {}
+        per_job = [figures.get(j.fine_tuned_model) or {} if j.fine_tuned_model else {} for j in jobs]
+        names: list[str] = []
+        for figure in per_job:
+            names += [name for name in figure if name not in names]
+        shown.append({"id": _field(evaluation, "id"), "name": _field(evaluation, "name") or _field(evaluation, "id"),
+                      "figures": [(name, [_text(figure.get(name)) for figure in per_job]) for name in names]})
+    return shown
+
+
+def _field(thing: Any, name: str) -> Any:
+    """An evaluation's field, whether the service answers dicts or objects."""
+    return thing.get(name) if isinstance(thing, dict) else getattr(thing, name, None)
