@@ -4,6 +4,7 @@ modules import from here, never from each other or from a conftest)."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -71,3 +72,45 @@ def watched(context, confirm: str | None = None):
 
     page.on("dialog", dialog)
     return page, problems
+
+
+# ---- dashboard pages ------------------------------------------------------------------------------
+XSS = "<img src=x onerror=alert(1)>"  # runs a script wherever it is shown unescaped
+TWO_KEYS = "key-a:org-a,key-b:org-b"  # SELFTUNE_API_KEYS of two organisations
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+
+
+def csrf_of(answer) -> str:
+    """The CSRF token a dashboard page carries (every page has it in a meta tag)."""
+    return CSRF_META.search(answer.text).group(1)
+
+
+def sign_in(browser, key: str):
+    """Sign a dashboard TestClient in with ``key`` through the login form; the form's answer."""
+    return browser.post("/login", data={"api_key": key, "csrf_token": csrf_of(browser.get("/login"))})
+
+
+def finished_run(tmp_path: Path, models: list[str], data_name: str = "test.jsonl"):
+    """A finished evaluation's config and report, and its out folder as evaluate() leaves it (no model
+    needed): what EvaluationService.record keeps."""
+    from selftune.evals.config import EvalConfig
+    from selftune.evals.results import EvalReport, Latency, ModelResult, Quality
+
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    results = [ModelResult(model=m, kind="fine-tuned" if m.startswith("ft:") else "base", endpoint="http://x/v1",
+                           requests=40, errors=1, quality={"classification": Quality(mean=0.81 - i / 10,
+                                                                                      ci95=(0.7, 0.9))},
+                           prompt_tokens=50, completion_tokens=3, latency_s=Latency(p50=0.25, p95=0.5, mean=0.3,
+                                                                                    all=[0.25] * 40),
+                           wall_s=10, requests_per_s=4, cost_per_1000={"local": 0.0123})
+               for i, m in enumerate(models)]
+    report = EvalReport(data=data_name, examples=40, seed=0, endpoint="http://x/v1", max_tokens=16, concurrency=4,
+                        few_shot=0, labels=None, graders=["classification"], hourly_price=1.0, prices=[],
+                        models=results, comparisons=[])
+    (out / "report.html").write_text("<!doctype html><html><head><style>body{color:#222}</style></head>"
+                                     "<body><h1>What fine-tuning bought</h1><svg style=\"fill:red\"></svg></body></html>")
+    (out / "report.json").write_text(json.dumps(report.model_dump()))
+    (out / "results.jsonl").write_text("{}\n")
+    config = EvalConfig(data=tmp_path / data_name, models=models, out=out, api_key="key-a")
+    return config, report

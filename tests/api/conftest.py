@@ -14,7 +14,7 @@ import openai
 import pytest
 from fastapi.testclient import TestClient
 
-KEYS = "key-a:org-a,key-b:org-b"
+from tests.helpers import TWO_KEYS
 
 
 @pytest.fixture
@@ -46,5 +46,5 @@ def client(serve_in_process) -> Iterator[openai.OpenAI]:
 @pytest.fixture
 def org_client(serve_in_process) -> Iterator[Callable[[str], openai.OpenAI]]:
     """``org_client(key)``: a client of the app with two keys for two organisations, key-a (org-a) and key-b (org-b)."""
-    with serve_in_process(SELFTUNE_API_KEYS=KEYS) as connect:
+    with serve_in_process(SELFTUNE_API_KEYS=TWO_KEYS) as connect:
         yield connect

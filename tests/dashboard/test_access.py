@@ -3,22 +3,9 @@ organisations kept apart exactly as in the API, and CSRF on every state-changing
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
-KEYS = "key-a:org-a,key-b:org-b"
-CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
-
-
-def csrf_of(page) -> str:
-    return CSRF.search(page.text).group(1)
-
-
-def sign_in(browser, key: str):
-    form = browser.get("/login")
-    assert form.status_code == 200
-    return browser.post("/login", data={"api_key": key, "csrf_token": csrf_of(form)})
+from tests.helpers import TWO_KEYS, csrf_of, sign_in
 
 
 def queued_job(connect, tmp_path, chat_rows, upload, key: str, suffix: str):
@@ -29,7 +16,7 @@ def queued_job(connect, tmp_path, chat_rows, upload, key: str, suffix: str):
 
 @pytest.fixture
 def keyed(dashboard):
-    with dashboard(SELFTUNE_API_KEYS=KEYS) as running:
+    with dashboard(SELFTUNE_API_KEYS=TWO_KEYS) as running:
         yield running
 
 

@@ -1,7 +1,7 @@
 """The compare page in-process: 2 to 8 jobs from the address, the settings that differ (and all of
 them), a clear message for too few, too many, unknown or another organisation's jobs, user strings
-escaped, the jobs page's "Compare selected" boxes (kept ticked across polls), and the evaluations
-section, shown only once the app has an evaluations service."""
+escaped, the jobs page's "Compare selected" boxes (kept ticked across polls), and the recorded
+evaluations of the jobs' models side by side."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from sqlalchemy import select
 
 from selftune.jobs.events import add_event
 from selftune.store.tables import JobRow
-
-XSS = "<img src=x onerror=alert(1)>"
-CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+from tests.helpers import XSS, csrf_of, finished_run
 
 
 def rows_of(html: str, table: str) -> dict[str, list[str]]:
@@ -81,7 +79,7 @@ def test_two_jobs_side_by_side_with_the_settings_that_differ(dashboard, tmp_path
         assert every["training file"] == [f"t.jsonl ({training.id})"] * 2
         assert every["batch_size"] == ["auto", "auto"] and every["created"][0].endswith(" UTC")
         assert every["final training loss"] == ["0.5", "0.5"] and every["final validation loss"] == ["0.6", "0.6"]
-        assert 'id="evaluations"' not in html  # no evaluations service yet: no section
+        assert "No evaluation has been run on these jobs' fine-tuned models yet" in html
         # the same ids written job=a,b; a repeated id counts once
         again = page.get(f"/compare?job={first.id},{second.id}&job={first.id}")
         assert again.status_code == 200 and rows_of(again.text, "differing") == differing
@@ -117,7 +115,7 @@ def test_another_organisations_job_is_not_found(dashboard, tmp_path, chat_rows, 
         page = browser()
         assert page.get("/compare").headers["location"] == "/login"
         form = page.get("/login")
-        page.post("/login", data={"api_key": "key-a", "csrf_token": CSRF.search(form.text).group(1)})
+        page.post("/login", data={"api_key": "key-a", "csrf_token": csrf_of(form)})
         assert page.get("/compare", params=[("job", j) for j in made["key-a"]]).status_code == 200
         theirs = page.get("/compare", params=[("job", made["key-a"][0]), ("job", made["key-b"][0])])
         assert theirs.status_code == 404 and "Parameter job:" in theirs.text
@@ -155,34 +153,26 @@ def test_the_jobs_page_ticks_jobs_for_compare_and_keeps_them_ticked(dashboard, t
         assert not re.search(rf'value="{second.id}"\s+aria-label="compare {second.id}" checked>', polled)
 
 
-class Evaluations:
-    """A stand-in for the evaluations service another part of the dashboard is building."""
-
-    def __init__(self):
-        self.asked = []
-
-    def for_models(self, org, model_ids):
-        self.asked.append((org, list(model_ids)))
-        return [{"id": "eval-1", "name": "cards <b>", "figures": {model_ids[0]: {"accuracy": 0.75},
-                                                                   model_ids[1]: {"accuracy": 0.5, "f1": 0.4}}}]
-
-
-def test_evaluations_side_by_side_once_the_service_is_there(dashboard, tmp_path, chat_rows, upload):
+def test_evaluations_of_the_jobs_models_side_by_side(dashboard, tmp_path, chat_rows, upload):
     with dashboard() as (browser, connect):
         client = connect()
         training = upload(client, tmp_path / "t.jsonl", chat_rows(12))
         jobs = [client.fine_tuning.jobs.create(model="tiny", training_file=training.id) for _ in range(2)]
         page = browser()
+        models = [f"ft:tiny:local::m{i}" for i in range(2)]
         with page.app.state.jobs.db.transaction() as session:  # as if both had finished training
-            for i, job in enumerate(jobs):
-                session.scalar(select(JobRow).where(JobRow.id == job.id)).fine_tuned_model = f"ft:tiny:local::m{i}"
-        page.app.state.evaluations = service = Evaluations()
-        try:
-            html = page.get("/compare", params=[("job", j.id) for j in jobs]).text
-        finally:
-            del page.app.state.evaluations
-        assert service.asked == [("local", ["ft:tiny:local::m0", "ft:tiny:local::m1"])]
+            for job, model in zip(jobs, models, strict=True):
+                session.scalar(select(JobRow).where(JobRow.id == job.id)).fine_tuned_model = model
+        config, report = finished_run(tmp_path, [models[1], "tiny"], data_name=f"{XSS}.jsonl")
+        evaluation = page.app.state.evaluations.record("local", config, report, config.out)
+        (tmp_path / "other").mkdir()
+        other, other_report = finished_run(tmp_path / "other", ["ft:tiny:local::elsewhere"])
+        page.app.state.evaluations.record("local", other, other_report, other.out)  # another model's: not shown
+        html = page.get("/compare", params=[("job", j.id) for j in jobs]).text
         section = html.split('id="evaluations"', 1)[1]
-        assert "cards &lt;b&gt;" in section
+        assert section.count("data-evaluation=") == 3 and f'href="/evals/{evaluation.id}"' in section
+        assert "&lt;img src=x onerror=alert(1)&gt;.jsonl" in section and "<img" not in section
         cells = re.findall(r"<td>(.*?)</td>", section)
-        assert cells == ["accuracy", "0.75", "0.5", "f1", "—", "0.4"]
+        assert cells == ["classification (95% CI)", "—", "0.810 [0.700, 0.900]",
+                         "latency p50", "—", "0.25 s",
+                         "cost / 1,000 requests", "—", "$0.0123 (local)"]

@@ -8,59 +8,21 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
 
 import pytest
 
 from selftune.api.evaluations.protocol import EvalStatus
-from selftune.evals.config import EvalConfig
-from selftune.evals.results import EvalReport, Latency, ModelResult, Quality
-from tests.helpers import ThreadedServer
+from tests.helpers import TWO_KEYS, XSS, ThreadedServer, csrf_of, finished_run, sign_in
 
 try:  # the HTTP client openai and starlette's TestClient use, under its current name
     import httpx2 as httpx
 except ImportError:  # pragma: no cover
     import httpx
 
-KEYS = "key-a:org-a,key-b:org-b"
-XSS = "<img src=x onerror=alert(1)>"
-CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
-
-
-def csrf_of(page) -> str:
-    return CSRF.search(page.text).group(1)
-
-
-def sign_in(browser, key: str):
-    form = browser.get("/login")
-    return browser.post("/login", data={"api_key": key, "csrf_token": csrf_of(form)})
-
-
-def finished_run(tmp_path: Path, models: list[str], data_name: str = "test.jsonl") -> tuple[EvalConfig, EvalReport]:
-    """A finished run's config and report, and its out folder as evaluate() leaves it (no model needed)."""
-    out = tmp_path / "out"
-    out.mkdir(exist_ok=True)
-    results = [ModelResult(model=m, kind="fine-tuned" if m.startswith("ft:") else "base", endpoint="http://x/v1",
-                           requests=40, errors=1, quality={"classification": Quality(mean=0.81 - i / 10,
-                                                                                      ci95=(0.7, 0.9))},
-                           prompt_tokens=50, completion_tokens=3, latency_s=Latency(p50=0.25, p95=0.5, mean=0.3,
-                                                                                    all=[0.25] * 40),
-                           wall_s=10, requests_per_s=4, cost_per_1000={"local": 0.0123})
-               for i, m in enumerate(models)]
-    report = EvalReport(data=data_name, examples=40, seed=0, endpoint="http://x/v1", max_tokens=16, concurrency=4,
-                        few_shot=0, labels=None, graders=["classification"], hourly_price=1.0, prices=[],
-                        models=results, comparisons=[])
-    (out / "report.html").write_text("<!doctype html><html><head><style>body{color:#222}</style></head>"
-                                     "<body><h1>What fine-tuning bought</h1><svg style=\"fill:red\"></svg></body></html>")
-    (out / "report.json").write_text(json.dumps(report.model_dump()))
-    (out / "results.jsonl").write_text("{}\n")
-    config = EvalConfig(data=tmp_path / data_name, models=models, out=out, api_key="key-a")
-    return config, report
-
 
 @pytest.fixture
 def keyed(dashboard):
-    with dashboard(SELFTUNE_API_KEYS=KEYS) as running:
+    with dashboard(SELFTUNE_API_KEYS=TWO_KEYS) as running:
         yield running
 
 
@@ -165,7 +127,7 @@ def test_a_run_started_from_the_dashboard_finishes_and_its_run_key_dies_with_it(
     from selftune.api.app import create_app
     from selftune.config import get_settings
 
-    for name, value in {**service_env, "SELFTUNE_API_KEYS": KEYS}.items():
+    for name, value in {**service_env, "SELFTUNE_API_KEYS": TWO_KEYS}.items():
         monkeypatch.setenv(name, value)
     app = create_app(get_settings(), embedded_worker=False)
     server = ThreadedServer(app).start()
@@ -235,7 +197,7 @@ def test_selftune_eval_records_its_run_under_its_key_s_organisation(monkeypatch,
     from selftune.api.evaluations.service import open_service
     from selftune.cli import _record_evaluation
 
-    monkeypatch.setenv("SELFTUNE_API_KEYS", KEYS)
+    monkeypatch.setenv("SELFTUNE_API_KEYS", TWO_KEYS)
     config, report = finished_run(tmp_path, ["tiny"])
     config = config.model_copy(update={"base_url": "http://127.0.0.1:8123/v1"})
     _record_evaluation(config, report)

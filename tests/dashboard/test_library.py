@@ -8,18 +8,7 @@ import re
 
 import pytest
 
-XSS = "<img src=x onerror=alert(1)>"
-KEYS = "key-a:org-a,key-b:org-b"
-CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
-
-
-def csrf_of(page) -> str:
-    return CSRF.search(page.get("/files").text).group(1)
-
-
-def sign_in(browser, key: str) -> None:
-    token = CSRF.search(browser.get("/login").text).group(1)
-    assert browser.post("/login", data={"api_key": key, "csrf_token": token}).status_code == 303
+from tests.helpers import TWO_KEYS, XSS, csrf_of, sign_in
 
 
 def uploaded(client, name: str, body: bytes):
@@ -100,7 +89,7 @@ def test_deleting_a_file_needs_the_token_and_follows_the_api(dashboard, tmp_path
         client = connect()
         file = uploaded(client, "f.jsonl", write_jsonl(tmp_path / "g.jsonl", chat_rows(12)).read_bytes())
         page = browser()
-        token = csrf_of(page)
+        token = csrf_of(page.get("/files"))
         assert page.post(f"/files/{file.id}/delete").status_code == 403
         assert page.post(f"/files/{file.id}/delete", data={"csrf_token": "wrong"}).status_code == 403
         assert client.files.retrieve(file.id).id == file.id  # still there
@@ -135,7 +124,7 @@ def test_the_models_page_lists_base_and_fine_tuned_models_with_checkpoints_and_d
         job_page = page.get(f"/jobs/{job.id}").text  # the job page links its model and checkpoints there too
         for linked in (model, f"{model}:ckpt-step-2"):
             assert f'href="/playground?model={linked.replace(":", "%3A")}&amp;model=tiny"' in job_page
-        token = csrf_of(page)
+        token = csrf_of(page.get("/files"))
 
         def delete(model_id: str, **extra):
             return page.post("/models/delete", data={"model": model_id, **extra})
@@ -157,22 +146,21 @@ def test_the_models_page_lists_base_and_fine_tuned_models_with_checkpoints_and_d
 
 
 def test_another_organisation_sees_none_of_the_files_or_models(dashboard, tmp_path, chat_rows, write_jsonl):
-    with dashboard(SELFTUNE_API_KEYS=KEYS) as (browser, connect):
+    with dashboard(SELFTUNE_API_KEYS=TWO_KEYS) as (browser, connect):
         client = connect("key-a")
         file = uploaded(client, "secret-a.jsonl", write_jsonl(tmp_path / "g.jsonl", chat_rows(12)).read_bytes())
         job = client.fine_tuning.jobs.create(model="tiny", training_file=file.id)
         a, b = browser(), browser()
         for path in ("/files", "/models", f"/files/{file.id}"):
             assert a.get(path).status_code == 303  # signed out: to the login form
-        sign_in(a, "key-a")
-        sign_in(b, "key-b")
+        assert sign_in(a, "key-a").status_code == sign_in(b, "key-b").status_code == 303
         model = fake_trained(a.app, job.id)
         assert "secret-a.jsonl" in a.get("/files").text and model in a.get("/models").text
         assert file.id not in b.get("/files").text and "secret-a" not in b.get("/files").text
         assert model not in b.get("/models").text and job.id not in b.get("/models").text
         assert b.get(f"/files/{file.id}").status_code == 404
         assert b.get(f"/files/{file.id}/content").status_code == 404
-        token = csrf_of(b)
+        token = csrf_of(b.get("/files"))
         assert b.post(f"/files/{file.id}/delete", data={"csrf_token": token}).status_code == 404
         assert b.post("/models/delete", data={"model": model, "csrf_token": token}).status_code == 404
         assert model not in b.get("/playground").text

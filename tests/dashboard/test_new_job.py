@@ -10,18 +10,11 @@ import re
 from selftune.dashboard.new_job import field_of
 from selftune.data import check
 from selftune.train.methods import HYPERPARAMETERS, Method, method_spec
-
-XSS = "<img src=x onerror=alert(1)>"
-CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
-KEYS = "key-a:org-a,key-b:org-b"
+from tests.helpers import TWO_KEYS, XSS, csrf_of
 
 
 def jsonl(rows: list) -> bytes:
     return "".join(json.dumps(row) + "\n" for row in rows).encode()
-
-
-def csrf_of(answer) -> str:
-    return CSRF.search(answer.text).group(1)
 
 
 def uploaded(page, name: str, content: bytes, model: str = "tiny") -> str:
@@ -221,7 +214,7 @@ def test_a_file_named_like_markup_is_escaped(dashboard, chat_rows):
 
 
 def test_only_the_viewers_files_are_offered_or_shown(dashboard, chat_rows):
-    with dashboard(SELFTUNE_API_KEYS=KEYS) as (browser, connect):
+    with dashboard(SELFTUNE_API_KEYS=TWO_KEYS) as (browser, connect):
         theirs = connect("key-b").files.create(file=("theirs.jsonl", jsonl(chat_rows(10))), purpose="fine-tune")
         mine = connect("key-a").files.create(file=("mine.jsonl", jsonl(chat_rows(10, 1))), purpose="fine-tune")
         for client, created in ((connect("key-b"), theirs), (connect("key-a"), mine)):

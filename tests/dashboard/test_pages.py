@@ -12,8 +12,8 @@ import pytest
 
 from selftune.api.fine_tuning.protocol import FineTuningJob, FineTuningJobEvent
 from selftune.dashboard.curves import curves
+from tests.helpers import XSS
 
-XSS = "<img src=x onerror=alert(1)>"
 STATIC = Path(__file__).resolve().parents[2] / "src" / "selftune" / "dashboard" / "static"
 
 

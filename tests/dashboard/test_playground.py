@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-XSS = "<img src=x onerror=alert(1)>"
-CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+from tests.helpers import XSS, csrf_of
+
 STATIC = Path(__file__).resolve().parents[2] / "src" / "selftune" / "dashboard" / "static"
 HELLO = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Where is my new card?"}]
 
@@ -21,7 +21,7 @@ def playground(dashboard):
     """(page, post, connect): a browser on the playground, ``post(body, token=True)`` one column's request."""
     with dashboard() as (browser, connect):
         page = browser()
-        token = CSRF.search(page.get("/playground").text).group(1)
+        token = csrf_of(page.get("/playground"))
 
         def post(body, token_ok: bool = True, headers: dict | None = None):
             sent = {"X-CSRF-Token": token} if token_ok else {}
@@ -123,7 +123,7 @@ def test_a_post_without_the_token_or_from_another_site_is_refused(playground):
     assert post(body, token_ok=False).status_code == 403
     assert page.post("/playground/chat", json=body, headers={"X-CSRF-Token": "forged"}).status_code == 403
     assert post(body, headers={"Origin": "https://evil.example"}).status_code == 403
-    token = CSRF.search(page.get("/playground").text).group(1)
+    token = csrf_of(page.get("/playground"))
     broken = page.post("/playground/chat", content=b"{", headers={"X-CSRF-Token": token,
                                                                   "Content-Type": "application/json"})
     assert broken.status_code == 400 and "must be a JSON object" in error_of(broken)["message"]

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import watched
+from tests.helpers import TWO_KEYS, XSS, watched
 
 # ~25 s of browser and training: in the slow suite (CI runs it); the dashboard's rules are tested in-process
 # in tests/dashboard/
 pytestmark = pytest.mark.slow
 
-XSS = "<img src=x onerror=alert(1)>"
 LONG = {"n_epochs": 20, "batch_size": 1}  # ~2,400 tiny steps: long enough to click on while it trains
-KEYS = "key-a:org-a,key-b:org-b"
 
 
 def points(page, chart: str = "chart-loss") -> int:
@@ -125,7 +123,7 @@ def test_a_finished_jobs_page_keeps_its_curves_and_runs_no_injected_script(share
 
 
 def test_signing_in_with_one_key_never_shows_the_other_keys_jobs(new_server, chromium, tmp_path, chat_rows, upload):
-    server = new_server(args=("--no-worker",), SELFTUNE_API_KEYS=KEYS).start()
+    server = new_server(args=("--no-worker",), SELFTUNE_API_KEYS=TWO_KEYS).start()
     try:
         made = {}
         for key, suffix in (("key-a", "alpha"), ("key-b", "beta")):

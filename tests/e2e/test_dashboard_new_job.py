@@ -8,13 +8,12 @@ import json
 
 import pytest
 
-from tests.helpers import watched
+from tests.helpers import XSS, watched
 
 # ~15 s of browser and a one-epoch tiny job: in the slow suite; the page's rules are tested in-process in
 # tests/dashboard/test_new_job.py
 pytestmark = pytest.mark.slow
 
-XSS = "<img src=x onerror=alert(1)>"
 REFUSED = "console error: Failed to load resource: the server responded with a status of 400 (Bad Request)"
 
 DROP = """([name, text]) => {

@@ -8,12 +8,11 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.helpers import watched
+from tests.helpers import XSS, watched
 
 # a short training job and a browser: in the slow suite; the rules are tested in-process in tests/dashboard/
 pytestmark = pytest.mark.slow
 
-XSS = "<img src=x onerror=alert(1)>"
 REFUSED = "console error: Failed to load resource: the server responded with a status of {} ({})"
 
 

@@ -140,31 +140,26 @@ def _loss(value: Any) -> str | None:
 
 
 # ---- evaluations side by side ---------------------------------------------------------------------
-def side_by_side(request: Request, org: str, jobs: list[FineTuningJob]) -> list[dict] | None:
-    """EVALUATIONS SIDE BY SIDE (to be finished when the evaluations service lands).
-
-    None while the app has no evaluations service (the template then leaves the section out). Otherwise
-    the evaluations of these jobs' fine-tuned models, as ``request.app.state.evaluations.for_models(org,
-    model_ids)`` answers them, each read here as having ``id``, ``name`` and ``figures``: a mapping
-    ``model id -> {figure name: value}`` of that model's headline figures. The template gets
-    ``{"id", "name", "figures": [(figure name, [text per job])]}``.
-    """
-    service = getattr(request.app.state, "evaluations", None)
-    if service is None:
-        return None
+def side_by_side(request: Request, org: str, jobs: list[FineTuningJob]) -> list[dict]:
+    """The evaluations that include these jobs' fine-tuned models, newest first, each as
+    ``{"id", "data_name", "figures": [(figure name, [text per job])]}``: the report's own headline figures
+    (score with its 95% CI, latency p50, cost per 1,000 requests), one column per job."""
     models = [j.fine_tuned_model for j in jobs if j.fine_tuned_model]
+    if not models:
+        return []
     shown = []
-    for evaluation in service.for_models(org, models) if models else []:
-        figures = _field(evaluation, "figures") or {}
-        per_job = [figures.get(j.fine_tuned_model) or {} if j.fine_tuned_model else {} for j in jobs]
-        names: list[str] = []
-        for figure in per_job:
-            names += [name for name in figure if name not in names]
-        shown.append({"id": _field(evaluation, "id"), "name": _field(evaluation, "name") or _field(evaluation, "id"),
-                      "figures": [(name, [_text(figure.get(name)) for figure in per_job]) for name in names]})
+    for evaluation in request.app.state.evaluations.for_models(org, models):
+        by_model = {f.model: f for f in evaluation.figures}
+        per_job = [by_model.get(j.fine_tuned_model) if j.fine_tuned_model else None for j in jobs]
+        rows = [(_score_name(per_job), [f"{f.score:.3f} [{f.ci95[0]:.3f}, {f.ci95[1]:.3f}]" if f else "—"
+                                        for f in per_job]),
+                ("latency p50", [f"{f.latency_p50_s:.2f} s" if f else "—" for f in per_job]),
+                ("cost / 1,000 requests", [f"${f.cost_per_1000:.4f} ({f.cost_basis})" if f else "—"
+                                           for f in per_job])]
+        shown.append({"id": evaluation.id, "data_name": evaluation.data_name, "figures": rows})
     return shown
 
 
-def _field(thing: Any, name: str) -> Any:
-    """An evaluation's field, whether the service answers dicts or objects."""
-    return thing.get(name) if isinstance(thing, dict) else getattr(thing, name, None)
+def _score_name(figures: list) -> str:
+    graders = sorted({f.grader for f in figures if f})
+    return f"{' / '.join(graders)} (95% CI)"
