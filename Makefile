@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/python -m selftune.demo
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)
