@@ -19,7 +19,7 @@ import openai
 
 SYSTEM = "Classify the customer's banking message into exactly one intent label. Answer with the label only."
 MESSAGE = "I ordered a new card last week and it still hasn't come. How long does delivery take?"
-SIZE = {"width": 1400, "height": 1050}
+SIZE = {"width": 1400, "height": 1480}  # tall enough for the job page's summary and its first row of curves
 
 
 def newest_succeeded_job(client: openai.OpenAI, suffix: str):
@@ -56,9 +56,11 @@ def main() -> None:
         page.fill("#temperature", "0")
         page.fill("#max-tokens", "48")
         page.click("#send")
-        page.wait_for_function("[...document.querySelectorAll('section.column:not([hidden])')]"
-                               ".every(c => c.dataset.state === 'done')", timeout=120_000)
-        page.screenshot(path=str(args.out / "dashboard-playground.png"))
+        for index in range(page.locator("section.column:not([hidden])").count()):  # no eval: the CSP forbids it
+            page.wait_for_selector(f'section.column[data-index="{index}"][data-state="done"]', timeout=120_000)
+        answers = page.locator("section.column").first.bounding_box()
+        page.screenshot(path=str(args.out / "dashboard-playground.png"),  # down to the answers, no blank below
+                        clip={"x": 0, "y": 0, "width": SIZE["width"], "height": answers["y"] + answers["height"] + 24})
         browser.close()
     print(f"wrote {args.out / 'dashboard-job.png'} and {args.out / 'dashboard-playground.png'} ({job.id})")
 

@@ -28,7 +28,7 @@ def trained(shared_server, tmp_path_factory, chat_rows, upload, wait_for):
     return client, job
 
 
-def test_a_fine_tuned_model_and_its_base_answer_side_by_side(shared_server, chromium, trained):
+def test_a_fine_tuned_model_a_checkpoint_and_the_base_answer_side_by_side(shared_server, chromium, trained):
     client, job = trained
     base = shared_server.url.removesuffix("/v1")
     context = chromium.new_context()
@@ -43,9 +43,11 @@ def test_a_fine_tuned_model_and_its_base_answer_side_by_side(shared_server, chro
     assert selects.count() == 2
     assert [selects.nth(i).input_value() for i in range(2)] == [job.fine_tuned_model, "tiny"]
     assert page.locator(f'.column select.model option[value^="{job.fine_tuned_model}:ckpt-step-"]').count() >= 2
-    page.click("#add-column")
-    page.locator(".column:not([hidden]) select.model").nth(2).select_option("tiny")
-    assert "model=tiny" in page.url  # the address names the columns' models
+    checkpoint = page.locator(f'.column select.model option[value^="{job.fine_tuned_model}:ckpt-step-"]').first \
+        .get_attribute("value")
+    page.click("#add-column")  # a checkpoint of the job as the third column
+    page.locator(".column:not([hidden]) select.model").nth(2).select_option(checkpoint)
+    assert "model=tiny" in page.url and "ckpt-step-" in page.url  # the address names the columns' models
 
     page.fill("#turns .turn textarea.content", f"Is my card {XSS} on its way?")
     page.fill("#max-tokens", "8")
@@ -61,8 +63,6 @@ def test_a_fine_tuned_model_and_its_base_answer_side_by_side(shared_server, chro
         assert 1 <= int(column.locator(".answer-tokens").inner_text()) <= 8
         assert column.locator(".latency").inner_text().endswith(" s")
         assert column.locator(".finish").inner_text() in ("stop", "length")
-    answers = [columns.nth(i).locator("pre.answer").inner_text() for i in range(3)]
-    assert answers[1] == answers[2]  # the same model, greedy: the same answer
     assert page.locator(".column img").count() == 0
     assert problems == []
 
