@@ -42,6 +42,7 @@ FEW_SHOT = 10
 TEST_SAMPLE = 200  # a fixed (seeded) sample of test.jsonl
 PER_INTENT = 13  # train_1k.jsonl: 13 examples for each of the 77 intents
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEMO_JOB = {"made_by": "make demo"}  # metadata of the demo's job: an interrupted run's leftover is found by it
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -140,6 +141,15 @@ def _show_in_dashboard(config: EvalConfig, report, url: str) -> None:
         console.print(f"open it again later: [bold].venv/bin/selftune serve[/], then {dashboard_root(LOCAL_BASE_URL)}")
 
 
+def _cancel_leftovers(client: openai.OpenAI) -> None:
+    """Cancel the job of an earlier demo that was stopped before its end: its server put it back in the
+    queue, and the worker would train it first while this run's own job waited."""
+    for job in client.fine_tuning.jobs.list(limit=100, metadata=DEMO_JOB):
+        if job.status not in TERMINAL:
+            client.fine_tuning.jobs.cancel(job.id)
+            console.print(f"  cancelled {job.id}, left unfinished by an earlier demo", markup=False)
+
+
 def _fine_tune(client: openai.OpenAI, train: Path) -> str:
     """Upload, create the job, follow its events: the hosted workflow, unchanged but for base_url."""
     console.print(f"[cyan]client.files.create(file=open({str(train)!r}, 'rb'), purpose='fine-tune')[/]")
@@ -147,8 +157,10 @@ def _fine_tune(client: openai.OpenAI, train: Path) -> str:
         uploaded = client.files.create(file=f, purpose="fine-tune")
     uploaded = client.files.wait_for_processing(uploaded.id)
     console.print(f"[cyan]client.fine_tuning.jobs.create(model={BASE_MODEL!r}, training_file={uploaded.id!r}, "
-                  "suffix='banking77', seed=0)[/]")
-    job = client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=uploaded.id, suffix="banking77", seed=0)
+                  f"suffix='banking77', seed=0, metadata={DEMO_JOB!r})[/]")
+    _cancel_leftovers(client)
+    job = client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=uploaded.id, suffix="banking77", seed=0,
+                                         metadata=DEMO_JOB)
     seen: set[str] = set()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[loss]}"), console=console) as progress:
@@ -179,3 +191,6 @@ if __name__ == "__main__":
     except SelftuneError as exc:
         console.print(f"error: {exc}", markup=False)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM while its server runs: the server was stopped in order
+        console.print("interrupted")
+        sys.exit(130)

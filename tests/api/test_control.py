@@ -58,3 +58,17 @@ def test_untrainable_data_fails_the_job_naming_the_line(client, tmp_path, chat_r
     assert job.error.code == "invalid_training_file" and job.error.param == "training_file"
     assert training.id in job.error.message and "(lines 5)" in job.error.message, job.error.message
     assert all_events(client, job.id)[-1].level == "error"
+
+
+def test_the_demo_cancels_the_job_an_interrupted_demo_left_in_the_queue(client, tmp_path, chat_rows, upload):
+    from selftune.demo import DEMO_JOB, _cancel_leftovers
+
+    training = upload(client, tmp_path / "train.jsonl", chat_rows(60))
+    leftover = client.fine_tuning.jobs.create(model="tiny", training_file=training.id, metadata=DEMO_JOB,
+                                              hyperparameters=LONG)
+    other = client.fine_tuning.jobs.create(model="tiny", training_file=training.id, metadata={"made_by": "me"},
+                                           hyperparameters=LONG)
+    _cancel_leftovers(client)
+    assert client.fine_tuning.jobs.retrieve(leftover.id).status == "cancelled"
+    assert client.fine_tuning.jobs.retrieve(other.id).status != "cancelled"  # not the demo's: left alone
+    client.fine_tuning.jobs.cancel(other.id)

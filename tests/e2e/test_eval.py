@@ -100,3 +100,26 @@ def test_eval_starts_a_local_server_when_none_is_given(tmp_path, tiny_model, cha
     assert report["graders"] == ["normalized"]  # 6 answers over 5 intents: not labels
     missing = selftune("eval", "--data", str(test), "--model", "nope", "--out", str(tmp_path / "out2"), env=env)
     assert missing.returncode == 2 and "has no model 'nope'" in missing.stderr
+
+
+def test_sigterm_stops_the_server_a_run_started(tmp_path, tiny_model):
+    """SIGTERM (not only Ctrl-C) to a command that started its own server stops that server too: once
+    it left the server and its training child running, and the next run waited for them."""
+    import signal
+
+    import openai
+
+    env = {**os.environ, "SELFTUNE_HOME": str(tmp_path / "home"), "SELFTUNE_BASE_MODELS": f"tiny={tiny_model}",
+           "HF_HUB_OFFLINE": "1", "SELFTUNE_API_KEYS": ""}
+    script = ("import sys, time\nfrom pathlib import Path\nfrom selftune.evals.local_server import local_server\n"
+              f"with local_server(Path({str(tmp_path / 'server.log')!r})) as url:\n"
+              "    print(url, flush=True)\n    time.sleep(600)\n")
+    run = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+    url = run.stdout.readline().strip()
+    assert url.startswith("http://127.0.0.1:"), url
+    client = openai.OpenAI(base_url=url, api_key="local", max_retries=0, timeout=5)
+    assert "tiny" in [m.id for m in client.models.list()]
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) != 0  # interrupted, after stopping its server
+    with pytest.raises(openai.APIConnectionError):
+        client.models.list()
