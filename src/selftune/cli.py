@@ -421,7 +421,9 @@ def _doctor_lines(found: dict[str, Any]) -> list[str]:
               f"  threads    {p['threads']} per process (one per physical core)",
               f"  matmuls    {p['matmuls']}"]
     if m:
-        lines += [f"measured (square matmuls, {m['threads']} threads)",
+        load, usable = m["load_average"], c["usable_cores"]
+        busy = f", load {load} on {usable} cores: busy, so the figures are low" if load and load > usable else ""
+        lines += [f"measured (square matmuls, {m['threads']} threads{busy})",
                   f"  fp32       {m['fp32_gflops']:,.1f} GFLOP/s ({m['fp32_size']}×{m['fp32_size']})",
                   f"  bf16       {m['bf16_gflops']:,.1f} GFLOP/s ({m['bf16_size']}×{m['bf16_size']}), "
                   f"{m['bf16_vs_fp32']:.2f}× fp32"]

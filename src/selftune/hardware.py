@@ -156,7 +156,7 @@ def choose(cpu_: CPU, gpu_: GPU | None = None, *, processes: int = 1, cores: int
     if gpu_ is not None:
         precision = "bf16" if gpu_.bf16 else "fp16"
         why = f"{gpu_.name} computes {'bf16' if gpu_.bf16 else 'fp16 (it has no bf16)'} natively"
-        return Paths("cuda", precision, why, precision, threads, f"{gpu_.name} tensor cores")
+        return Paths("cuda", precision, why, precision, threads, f"{precision} matmuls on {gpu_.name}")
     if cpu_.arch == "aarch64":
         units = "SVE" if cpu_.has("sve") else "NEON"
         if cpu_.has("bf16"):
@@ -239,61 +239,69 @@ def torch_view() -> dict[str, Any]:
             "bf16_flags": seen if caps else None, "onednn": torch.backends.mkldnn.is_available()}
 
 
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
 def matmul_gflops(dtype: str = "fp32", shapes: list[tuple[int, int, int]] | None = None,
-                  seconds: float = 0.25) -> float:
-    """Best GFLOP/s of ``dtype`` matmuls of ``shapes`` (m, k, n) over ``seconds``, on the threads already
-    set. Each shape runs at least once after its warm-up, so an emulated bf16 can overrun the time."""
+                  seconds: float = 0.3) -> float:
+    """Peak GFLOP/s of ``dtype`` matmuls of ``shapes`` (m, k, n; default a square that suits the
+    dtype), on the threads already set, over ``seconds`` in all."""
     import torch
 
-    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     shapes = shapes or [square_size(dtype, seconds)]
     best = 0.0
-    with torch.no_grad():
-        for m, k, n in shapes:
-            a, b = torch.randn(m, k, dtype=torch_dtype), torch.randn(k, n, dtype=torch_dtype)
-            a @ b  # warm-up: oneDNN builds its kernel on the first call
-            runs, start = 0, time.perf_counter()
-            while runs < 1 or time.perf_counter() - start < seconds / len(shapes):
-                a @ b
-                runs += 1
-            best = max(best, 2 * m * k * n * runs / (time.perf_counter() - start) / 1e9)
+    for m, k, n in shapes:
+        a, b = (torch.randn(rows, cols, dtype=getattr(torch, DTYPES[dtype])) for rows, cols in ((m, k), (k, n)))
+        a @ b  # warm-up: oneDNN builds its kernel on the first call
+        best = max(best, 2 * m * k * n / _fastest_call(a, b, seconds / len(shapes)) / 1e9)
     return best
 
 
-def square_size(dtype: str, seconds: float = 0.3) -> tuple[int, int, int]:
-    """The largest square matmul, up to 1024, of which several fit in ``seconds``: 1024 where ``dtype``
-    is fast, smaller where it is emulated (one 1024 bf16 matmul takes ~1 s on an AVX2-only CPU).
-    Grown by doubling: a lone small matmul times thread wake-ups more than arithmetic."""
+def _fastest_call(a: torch.Tensor, b: torch.Tensor, seconds: float) -> float:
+    """The fastest of the calls that fit in ``seconds`` (at least one): a call that another process
+    preempted says nothing about the hardware."""
     import torch
 
-    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-    def took(a: torch.Tensor) -> float:
-        start = time.perf_counter()
-        a @ a
-        return time.perf_counter() - start
+    fastest, spent = math.inf, 0.0
+    with torch.no_grad():
+        while spent == 0.0 or spent < seconds:
+            start = time.perf_counter()
+            a @ b
+            took = time.perf_counter() - start
+            fastest, spent = min(fastest, took), spent + took
+    return fastest
 
-    n = 256
-    while n < 1024:
-        a = torch.randn(n, n, dtype=torch_dtype)
-        if took(a) > seconds / 8 and took(a) > seconds / 8:  # a slow first call may be set-up only
-            break
-        n *= 2
+
+def square_size(dtype: str, seconds: float = 0.3) -> tuple[int, int, int]:
+    """1024 where ``dtype``'s matmuls are fast, 512 where they are emulated (one 1024 bf16 matmul
+    takes ~1 s on an AVX2-only CPU). Smaller ones would time thread wake-ups, not arithmetic."""
+    import torch
+
+    a = torch.randn(512, 512, dtype=getattr(torch, DTYPES[dtype]))
+    a @ a
+    n = 512 if _fastest_call(a, a, 0) > seconds / 8 else 1024
     return n, n, n
 
 
 def matmul_peaks(seconds: float = 0.3) -> dict[str, Any]:
-    """fp32 and bf16 square-matmul GFLOP/s on the threads training uses, and bf16's speed relative to fp32."""
+    """fp32 and bf16 square-matmul GFLOP/s on the threads training uses, and bf16's speed relative to
+    fp32. The two alternate in short bursts, so other work on the machine slows both alike; the load
+    average says how busy the machine was."""
     import torch
 
     threads = set_threads()
-    torch.ones(512, 512) @ torch.ones(512, 512)  # starts the thread pool and the BLAS before any timing
-    found = {}
-    for dtype in ("fp32", "bf16"):
-        shape = square_size(dtype, seconds)
-        found[dtype] = (matmul_gflops(dtype, [shape], seconds), shape[0])
-    (fp32, fp32_n), (bf16, bf16_n) = found["fp32"], found["bf16"]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    sizes = {dtype: square_size(dtype, seconds)[0] for dtype in ("fp32", "bf16")}
+    pairs = {dtype: [torch.randn(n, n, dtype=getattr(torch, DTYPES[dtype])) for _ in range(2)]
+             for dtype, n in sizes.items()}
+    fastest = dict.fromkeys(sizes, math.inf)
+    for _ in range(3):
+        for dtype, (a, b) in pairs.items():
+            fastest[dtype] = min(fastest[dtype], _fastest_call(a, b, seconds / 3))
+    fp32, bf16 = (2 * sizes[d] ** 3 / fastest[d] / 1e9 for d in ("fp32", "bf16"))
     return {"fp32_gflops": round(fp32, 1), "bf16_gflops": round(bf16, 1), "bf16_vs_fp32": round(bf16 / fp32, 2),
-            "threads": threads, "fp32_size": fp32_n, "bf16_size": bf16_n}
+            "threads": threads, "fp32_size": sizes["fp32"], "bf16_size": sizes["bf16"],
+            "load_average": round(load, 1) if load is not None else None}
 
 
 def describe() -> str:
