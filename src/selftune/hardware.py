@@ -233,7 +233,7 @@ def torch_view() -> dict[str, Any]:
     """What torch itself detected: its kernel level, its own cpuinfo's bf16/AMX flags, oneDNN."""
     import torch
 
-    caps = dict(getattr(torch.cpu, "get_capabilities", dict)())  # public since torch 2.10
+    caps = dict(getattr(torch.cpu, "get_capabilities", dict)())  # public in recent torch, absent in older
     seen = [name for name in ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16") if caps.get(name)]
     return {"torch": torch.__version__, "kernels": torch.backends.cpu.get_cpu_capability(),
             "bf16_flags": seen if caps else None, "onednn": torch.backends.mkldnn.is_available()}
