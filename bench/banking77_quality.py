@@ -36,10 +36,11 @@ def score(out_dir: Path, rows: list[dict], batch_size: int = 32) -> dict:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from selftune.hardware import set_threads
+    from selftune.hardware import autocast_dtype, set_threads
     from selftune.models.resolve import resolve_model
 
     set_threads()
+    dtype = autocast_dtype(torch.device("cpu"))  # bf16 where native; emulated bf16 is ~50x slower than fp32
     record = json.loads((out_dir / "training.json").read_text())
     tokenizer = AutoTokenizer.from_pretrained(out_dir, padding_side="left")
     base = AutoModelForCausalLM.from_pretrained(resolve_model(record["base_model"]), dtype=torch.float32)
@@ -51,7 +52,7 @@ def score(out_dir: Path, rows: list[dict], batch_size: int = 32) -> dict:
         prompts = [tokenizer.apply_chat_template(r["messages"][:-1], add_generation_prompt=True, tokenize=False)
                    for r in chunk]
         enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             generated = model.generate(**enc, max_new_tokens=24, do_sample=False,
                                        pad_token_id=tokenizer.pad_token_id)
         answers = tokenizer.batch_decode(generated[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
@@ -68,6 +69,9 @@ def main() -> None:
     parser.add_argument("--score-only", type=Path, help="score an existing output folder")
     parser.add_argument("train_args", nargs="*", help="extra `selftune train` options, after --")
     args = parser.parse_args()
+    from selftune.hardware import describe
+
+    print(describe(), file=sys.stderr, flush=True)  # stdout is the JSON result
     eval_rows = load_rows(_path(args.eval), args.sample)
     if args.score_only:
         print(json.dumps(score(args.score_only, eval_rows)))

@@ -34,22 +34,13 @@ import urllib.request
 from pathlib import Path
 
 from selftune.evals.local_server import free_port
+from selftune.hardware import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "src" / "selftune" / "dashboard" / "static"
 ORG = "local"
 EVAL_EVERY = 100  # a validation point every 100 steps, as a run with a validation file has
 TARGETS = {"job page curves drawn": 500, "jobs page GET /": 300}  # ms
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def build(home: Path, n_jobs: int, n_steps: int, n_runs: int) -> list[str]:
@@ -173,7 +164,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=8, help="jobs with --steps steps (the compare page's)")
     args = parser.parse_args()
-    print(f"CPU: {cpu_model()} ({os.cpu_count()} cores), Python {platform.python_version()}")
+    print(f"{describe()} · Python {platform.python_version()}")
 
     home = Path(tempfile.mkdtemp(prefix="selftune-bench-dashboard-"))
     process = None

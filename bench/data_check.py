@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import tempfile
 import time
@@ -19,6 +17,7 @@ from pathlib import Path
 
 from selftune.data import check
 from selftune.data.stats import stats
+from selftune.hardware import describe
 from selftune.models import DEFAULT_MODEL
 
 BANKING77 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "banking77"
@@ -50,7 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mb", type=int, default=300, help="size of the generated file")
     args = parser.parse_args()
-    print(f"{time.strftime('%Y-%m-%d')} · {platform.processor() or platform.machine()} · {os.cpu_count()} cpus")
+    print(f"{time.strftime('%Y-%m-%d')} · {describe()}")
 
     lines = sample_lines()
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,6 +26,7 @@ from selftune.distill import DistillConfig, distill
 from selftune.evals import EvalConfig, evaluate
 from selftune.evals.local_server import local_server
 from selftune.evals.report import print_summary
+from selftune.hardware import describe
 
 console = Console(highlight=False)
 
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=1000)
     parser.add_argument("--test-sample", type=int, default=200)
     args = parser.parse_args()
+    console.print(describe(), markup=False)
     data = banking77_dir()
     work = get_settings().home.expanduser() / "demo" / "distill"
     work.mkdir(parents=True, exist_ok=True)

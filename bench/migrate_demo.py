@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from selftune.config import get_settings
 from selftune.demo import BASE_MODEL, banking77_dir
 from selftune.evals.local_server import free_port
 from selftune.evals.report import print_summary
+from selftune.hardware import describe
 from selftune.migrate.capture import capture
 from selftune.migrate.compare import compare
 from selftune.migrate.config import CaptureConfig, CompareConfig
@@ -113,10 +113,8 @@ def main() -> None:
 
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    flags = Path("/proc/cpuinfo").read_text()
-    console.print(f"CPU: {cpu}, {os.cpu_count()} cores, avx512_bf16: {'avx512_bf16' in flags}")
+    cpu = describe()
+    console.print(cpu, markup=False)
     timings: dict[str, float] = {}
     aliases = f"{HOSTED_NAME}={BASE_MODEL}"
 

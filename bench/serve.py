@@ -15,7 +15,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -142,11 +141,12 @@ def baseline_server(port: int, adapters: dict[str, str], base_folder: Path) -> t
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from selftune.hardware import set_threads
+    from selftune.hardware import autocast_dtype, set_threads
 
     set_threads()
+    dtype = autocast_dtype(torch.device("cpu")) or torch.float32  # as the engine's serve_dtype=auto: fair on AVX2
     tokenizer = AutoTokenizer.from_pretrained(base_folder)
-    model = AutoModelForCausalLM.from_pretrained(base_folder, dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(base_folder, dtype=dtype)
     names = {}
     for i, (model_id, folder) in enumerate(adapters.items()):
         names[model_id] = f"a{i}"
@@ -154,7 +154,7 @@ def baseline_server(port: int, adapters: dict[str, str], base_folder: Path) -> t
             model = PeftModel.from_pretrained(model, folder, adapter_name=names[model_id])
         else:
             model.load_adapter(folder, adapter_name=names[model_id])
-    model = model.to(torch.bfloat16).eval()
+    model = model.to(dtype).eval()
     lock = threading.Lock()
     app = FastAPI()
 
@@ -188,12 +188,13 @@ def main() -> None:
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args()
 
+    from selftune.hardware import describe
     from selftune.models import resolve_model
 
+    print(describe(), flush=True)
     source_home = Path(os.environ.get("SELFTUNE_HOME", "~/.selftune")).expanduser()
     resolve_model(MODEL)  # converted once into the user's home; the bench home links to it
-    results = {"date": date.today().isoformat(), "machine": f"{platform.processor() or platform.machine()}, "
-               f"{os.cpu_count()} CPUs", "max_tokens": args.max_tokens, "runs": []}
+    results = {"date": date.today().isoformat(), "machine": describe(), "max_tokens": args.max_tokens, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         home.mkdir()

@@ -2,7 +2,7 @@
 
 Runs each trainer in its own child process, one after the other (two trainers sharing a 2-core CPU
 would measure contention, not speed), then prints tokens/s of each, the ratio, peak RSS of each, and
-selftune's fraction of this machine's bf16 matmul peak, measured in the same run.
+selftune's fraction of this machine's matmul peak in the precision it trains in, measured in the same run.
 
     .venv/bin/python bench/train_throughput.py [--examples 256] [--epochs 1] [--skip-trl]
 
@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
@@ -30,24 +27,13 @@ DATA = ROOT.parent / "shared" / "data" / "banking77" / "train_1k.jsonl"
 MODEL = "smollm2-135m-instruct"
 
 
-def matmul_peak_gflops(seconds: float = 3.0) -> float:
-    """Best bf16 matmul rate over shapes like the model's projections (576 x 1536 at 2048 tokens)."""
-    import torch
-
-    from selftune.hardware import set_threads
+def matmul_peak_gflops(precision: str, seconds: float = 3.0) -> float:
+    """Best matmul rate in the training precision over shapes like the model's projections (576 x 1536
+    at 2048 tokens)."""
+    from selftune.hardware import matmul_gflops, set_threads
 
     set_threads()
-    best = 0.0
-    for m, k, n in [(2048, 576, 1536), (2048, 1536, 576), (2048, 576, 576)]:
-        a, b = torch.randn(m, k, dtype=torch.bfloat16), torch.randn(k, n, dtype=torch.bfloat16)
-        for _ in range(3):
-            a @ b
-        runs, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds / 3:
-            a @ b
-            runs += 1
-        best = max(best, 2 * m * k * n * runs / (time.perf_counter() - start) / 1e9)
-    return best
+    return matmul_gflops(precision, [(2048, 576, 1536), (2048, 1536, 576), (2048, 576, 576)], seconds)
 
 
 def run_selftune(data: Path, epochs: int, json_out: Path) -> None:
@@ -108,6 +94,10 @@ def main() -> None:
         run_selftune(args.data, args.epochs, args.json_out)
         return
 
+    from selftune.hardware import describe, paths
+
+    print(describe(), flush=True)
+    precision = paths().precision
     lines = args.data.read_text(encoding="utf-8").splitlines()[: args.examples]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "train.jsonl"
@@ -115,15 +105,15 @@ def main() -> None:
         from selftune.models.resolve import resolve_model
 
         model_dir = resolve_model(MODEL)
-        peak = matmul_peak_gflops()
+        peak = matmul_peak_gflops(precision)
         ours = child([__file__, "--child", "selftune", "--data", str(data), "--epochs", str(args.epochs)])
         trl = None if args.skip_trl else child([
             str(ROOT / "bench" / "trl_sft_baseline.py"), "--model-dir", str(model_dir), "--data", str(data),
             "--epochs", str(args.epochs), "--max-examples", str(args.examples)])
 
-    print(f"{date.today()} · {platform.processor() or platform.machine()} · {os.cpu_count()} CPUs · "
+    print(f"{date.today()} · {describe()} · "
           f"{len(lines)} examples of {args.data.name} x {args.epochs} epoch(s), LoRA r16 all-linear")
-    print(f"bf16 matmul peak: {peak:,.0f} GFLOP/s")
+    print(f"{precision} matmul peak: {peak:,.0f} GFLOP/s")
     print(f"selftune: {ours['tokens_per_second']:,.0f} tokens/s ({ours['tokens']:,} tokens, "
           f"{ours['train_seconds']} s), "
           f"peak RSS {ours['peak_rss_mib']:,.0f} MiB, matmuls at {ours['matmul_gflops_per_second']:,.0f} GFLOP/s = "
@@ -133,7 +123,8 @@ def main() -> None:
               f"{trl['train_seconds']} s), peak RSS {trl['peak_rss_mib']:,.0f} MiB")
         print(f"ratio: {ours['tokens_per_second'] / trl['tokens_per_second']:.1f}x the tokens/s, "
               f"{ours['peak_rss_mib'] / trl['peak_rss_mib']:.2f}x the memory")
-    print(json.dumps({"peak_gflops": round(peak, 1), "selftune": ours, "trl": trl}))
+    print(json.dumps({"machine": describe(), "peak_precision": precision, "peak_gflops": round(peak, 1),
+                      "selftune": ours, "trl": trl}))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ from datasets import load_dataset
 from peft import LoraConfig
 from trl import SFTConfig, SFTTrainer
 
+from selftune.hardware import describe, paths
+
 # SFTConfig fields whose TRL defaults we leave alone and want on record next to the numbers.
 DEFAULT_FIELDS = (
     "per_device_train_batch_size",
@@ -52,18 +54,6 @@ DEFAULT_FIELDS = (
     "bf16",
     "dataloader_num_workers",
 )
-
-
-def cpu_supports_bf16() -> bool:
-    """True when oneDNN has native bf16 kernels on this CPU (AVX512-BF16 / AMX); else try a bf16 matmul."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        try:
-            a = torch.ones(4, 4, dtype=torch.bfloat16)
-            return bool((a @ a).sum().item() == 64)
-        except RuntimeError:
-            return False
 
 
 class TokenCountingCollator:
@@ -102,7 +92,7 @@ def run(model_dir: str, data: str, epochs: int, max_examples: int | None) -> dic
     if max_examples is not None:
         dataset = dataset.select(range(min(max_examples, len(dataset))))
 
-    bf16 = cpu_supports_bf16()
+    bf16 = paths().bf16_native  # the precision selftune picks here: a fair comparison on AVX2 CPUs too
     peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
     with tempfile.TemporaryDirectory(prefix="trl-sft-baseline-") as output_dir:
         args = SFTConfig(
@@ -166,6 +156,7 @@ def main() -> None:
     parser.add_argument("--max-examples", type=int, default=None, help="train on the first N rows only")
     parser.add_argument("--json-out", type=Path, required=True)
     ns = parser.parse_args()
+    print(describe(), flush=True)
 
     result = run(ns.model_dir, ns.data, ns.epochs, ns.max_examples)
     write_json_atomic(ns.json_out, result)

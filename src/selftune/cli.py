@@ -376,6 +376,62 @@ def models_list(as_json: JsonOption = False) -> None:
     out.print(table)
 
 
+@app.command("doctor")
+def doctor(
+    as_json: JsonOption = False,
+    cpuinfo: Annotated[Optional[Path], typer.Option(
+        "--cpuinfo", help="Describe the CPU of this copy of another machine's /proc/cpuinfo instead "
+                          "(what selftune would choose there; nothing is measured).")] = None,
+) -> None:
+    """What this machine's CPU and GPU offer, what selftune uses on it, and its measured matmul speed."""
+    import json
+
+    from selftune.hardware import report
+
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace") if cpuinfo else None
+    except OSError as exc:
+        raise SelftuneError(f"--cpuinfo: cannot read {cpuinfo}: {exc.strerror}") from None
+    found = report(cpuinfo=text)
+    if as_json:
+        out.print(json.dumps(found, indent=2, ensure_ascii=False), markup=False)
+        return
+    for line in _doctor_lines(found):
+        out.print(line, markup=False)
+
+
+def _doctor_lines(found: dict[str, Any]) -> list[str]:
+    c, t, g, p, m = found["cpu"], found["torch"], found["gpu"], found["paths"], found["matmul"]
+    missing = f" · absent: {' '.join(c['missing'])}" if c["missing"] else ""
+    lines = ["found",
+             f"  CPU        {c['model']} ({c['arch']}, {c['vector']}), {c['cores']} cores, {c['logical']} logical, "
+             f"{c['usable_cores']} usable",
+             f"  features   {' '.join(c['features']) or 'none of the ones that matter'}{missing}"]
+    if t:
+        bf16_seen = " ".join(t["bf16_flags"]) if t["bf16_flags"] else "none" if t["bf16_flags"] is not None else "?"
+        lines.append(f"  torch      {t['torch']}, ATen kernels {t['kernels']}, bf16 flags torch sees: {bf16_seen}, "
+                     f"oneDNN {'yes' if t['onednn'] else 'no'}")
+        lines.append(f"  GPU        {g['name']} ({g['memory_gib']} GiB, bf16 {'yes' if g['bf16'] else 'no'})" if g
+                     else "  GPU        none")
+    else:
+        lines.append("  (from --cpuinfo: this machine's torch, GPU and speed are not looked at)")
+    lines += ["will use",
+              f"  training   {p['precision']} on {p['device']} — {p['why']}",
+              f"  serving    {p['serve_dtype']} (serve_dtype=auto)",
+              f"  threads    {p['threads']} per process (one per physical core)",
+              f"  matmuls    {p['matmuls']}"]
+    if m:
+        load, usable = m["load_average"], c["usable_cores"]
+        busy = f", load {load} on {usable} cores: busy, so the figures are low" if load and load > usable else ""
+        lines += [f"measured (square matmuls, {m['threads']} threads{busy})",
+                  f"  fp32       {m['fp32_gflops']:,.1f} GFLOP/s ({m['fp32_size']}×{m['fp32_size']})",
+                  f"  bf16       {m['bf16_gflops']:,.1f} GFLOP/s ({m['bf16_size']}×{m['bf16_size']}), "
+                  f"{m['bf16_vs_fp32']:.2f}× fp32"]
+    if found["note"]:
+        lines.append(found["note"])
+    return lines
+
+
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 HomeOption = Annotated[Optional[Path], typer.Option("--home", help="SELFTUNE_HOME: database, files, jobs and models.")]
 

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import selftune
+from selftune.hardware import describe
 from selftune.store.atomic import atomic_write
 from selftune.train.events import TRAINING_JSON
 from selftune.train.metrics import write_results_csv
@@ -76,7 +77,7 @@ def training_record(trainer, result) -> dict:
             "valid_loss": last_valid.get("valid_loss"),
             "valid_mean_token_accuracy": last_valid.get("valid_mean_token_accuracy"),
         },
-        "machine": {"device": str(trainer.device), "threads": trainer.threads,
+        "machine": {"hardware": describe(), "device": str(trainer.device), "threads": trainer.threads,
                     "precision": str(trainer.dtype).replace("torch.", "") if trainer.dtype else "float32"},
         "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest(),
         "example": rendered_example(trainer.tokenizer, result.train.example(0), result.train.lines[0]),
