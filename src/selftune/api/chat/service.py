@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -47,6 +48,8 @@ NOT_YET = ("functions", "function_call", "logit_bias", "audio",
            "modalities", "prediction", "reasoning_effort", "service_tier", "web_search_options", "verbosity",
            "prompt_cache_key", "safety_identifier")
 MAX_STOP_SEQUENCES = 4
+
+log = logging.getLogger(__name__)
 
 
 class ChatService:
@@ -168,8 +171,7 @@ class ChatService:
                 if isinstance(event, Finished):
                     finished += 1
                     if event.reason == "error":
-                        raise APIError(500, f"Generation failed: {event.error}", type="server_error",
-                                       code="generation_failed")
+                        raise generation_failed(event.error)
                 yield i, event
         finally:
             for handle in handles:  # the client went away, or an error: free the engine's slots
@@ -214,8 +216,9 @@ class ChatService:
         await run_in_threadpool(self.stored.save, org, sent, completion.model_dump(mode="json"), request.metadata)
 
     async def stream(self, org: str, request: ChatCompletionRequest) -> AsyncIterator[str]:
-        """Server-sent events in the hosted format, ending with ``data: [DONE]``; 400s are raised before
-        the first byte, so they arrive as ordinary error responses."""
+        """Server-sent events in the hosted format, always ending with ``data: [DONE]``; 400s are raised
+        before the first byte, so they arrive as ordinary error responses, and a fault after it arrives as
+        one error event (the client sees an error, never a cut connection)."""
         model, prompt, params = await run_in_threadpool(self.prepare, org, request)
         return self._stream(org, model, prompt, params, request)
 
@@ -253,14 +256,20 @@ class ChatService:
                     deltas = [ToolCallDelta(index=k, **call.model_dump()) for k, call in enumerate(calls)]
                     yield chunk([ChunkChoice(index=i, delta=Delta(content=content, tool_calls=deltas or None))])
                 yield chunk([ChunkChoice(index=i, delta=Delta(), finish_reason=reason)])
-        except APIError as exc:
-            yield f"data: {json.dumps(exc.body())}\n\n"
-            return
-        if request.stream_options and request.stream_options.include_usage:
-            yield chunk([], Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens,
-                                  total_tokens=len(prompt) + completion_tokens))
-        await self._store(org, request, self._completion(request, chunk_id, created, len(prompt), held, finals))
+            if request.stream_options and request.stream_options.include_usage:
+                yield chunk([], Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens,
+                                      total_tokens=len(prompt) + completion_tokens))
+            await self._store(org, request, self._completion(request, chunk_id, created, len(prompt), held, finals))
+        except Exception as exc:  # noqa: BLE001 - the status line is sent: an error event, then [DONE]
+            error = exc if isinstance(exc, APIError) else generation_failed(f"{type(exc).__name__}: {exc}")
+            log.error("chat stream %s ended with an error: %s", chunk_id, error.message,
+                      exc_info=not isinstance(exc, APIError))
+            yield f"data: {json.dumps(error.body())}\n\n"  # the openai SDK raises its APIError on this event
         yield "data: [DONE]\n\n"
+
+
+def generation_failed(reason: str | None) -> APIError:
+    return APIError(500, f"Generation failed: {reason}", type="server_error", code="generation_failed")
 
 
 def _reads_tool_calls(request: ChatCompletionRequest) -> bool:
