@@ -50,6 +50,7 @@ NOT_YET = ("functions", "function_call", "logit_bias", "audio",
 MAX_STOP_SEQUENCES = 4
 
 log = logging.getLogger(__name__)
+SHUTTING_DOWN = object()  # put into the running answers' queues by shut_down()
 
 
 class ChatService:
@@ -59,6 +60,8 @@ class ChatService:
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
+        self._closing = False
+        self._queues: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = set()  # of the answers running now
 
     def engine(self) -> Engine:
         """Created on the first request: the server starts without loading torch."""
@@ -66,6 +69,14 @@ class ChatService:
             if self._engine is None:
                 self._engine = self._engine_factory()
             return self._engine
+
+    def shut_down(self) -> None:
+        """The server got SIGTERM or Ctrl-C: every running answer ends now with an error (a stream: its
+        error event and [DONE]), so the server's graceful shutdown need not wait for long answers. Called
+        from the signal handler, in the event loop's thread: no locks, only thread-safe calls."""
+        self._closing = True
+        for loop, queue in list(self._queues):
+            loop.call_soon_threadsafe(queue.put_nowait, (0, SHUTTING_DOWN))
 
     def close(self) -> None:
         if self._engine is not None:
@@ -157,6 +168,9 @@ class ChatService:
         queue: asyncio.Queue = asyncio.Queue()
         engine = self.engine()
         handles = []
+        if self._closing:
+            raise shutting_down()
+        self._queues.add((loop, queue))
         for i in range(n):
             seeded = params if params.seed is None else dataclasses.replace(params, seed=params.seed + i)
 
@@ -168,12 +182,15 @@ class ChatService:
         try:
             while finished < n:
                 i, event = await queue.get()
+                if event is SHUTTING_DOWN:
+                    raise shutting_down()
                 if isinstance(event, Finished):
                     finished += 1
                     if event.reason == "error":
                         raise generation_failed(event.error)
                 yield i, event
         finally:
+            self._queues.discard((loop, queue))
             for handle in handles:  # the client went away, or an error: free the engine's slots
                 handle.cancel()
 
@@ -270,6 +287,11 @@ class ChatService:
 
 def generation_failed(reason: str | None) -> APIError:
     return APIError(500, f"Generation failed: {reason}", type="server_error", code="generation_failed")
+
+
+def shutting_down() -> APIError:
+    return APIError(503, "The server is shutting down: this answer was cut short. Send the request again once "
+                         "it is back.", type="server_error", code="server_shutting_down")
 
 
 def _reads_tool_calls(request: ChatCompletionRequest) -> bool:
