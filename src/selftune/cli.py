@@ -445,9 +445,8 @@ def serve(
     insecure: Annotated[bool, typer.Option(help="Allow a non-loopback address without SELFTUNE_API_KEYS.")] = False,
 ) -> None:
     """Serve the OpenAI-compatible Files, Fine-tuning Jobs and Models APIs (point the openai SDK's base_url here)."""
-    import uvicorn
-
     from selftune.api.app import create_app
+    from selftune.api.server import run
     from selftune.config import get_settings
 
     if home is not None:
@@ -460,7 +459,7 @@ def serve(
     mode = "local mode (no API keys)" if keys is None else f"{len(keys)} API key(s)"
     err.print(f"selftune {get_settings().home} on http://{host}:{port}/v1 ({mode}, "
               f"worker {'on' if worker else 'off'})", markup=False)
-    uvicorn.run(create_app(settings, embedded_worker=worker), host=host, port=port, log_level="warning")
+    run(create_app(settings, embedded_worker=worker), host, port)  # SIGTERM stops it as Ctrl-C does
 
 
 @app.command("worker")

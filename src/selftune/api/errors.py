@@ -11,6 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from selftune.store.atomic import DiskFull
+from selftune.store.db import DatabaseBusy
+
 
 class APIError(Exception):
     def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
@@ -46,6 +49,17 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_request: Request, exc: APIError):
         return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(DatabaseBusy)  # SQLite's write lock held past the busy timeout: retry, not a 500
+    async def _busy(_request: Request, exc: DatabaseBusy):
+        return JSONResponse(APIError(503, str(exc), type="server_error", code="database_busy").body(),
+                            status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(DiskFull)  # the path is the server's business: the message names none
+    async def _disk_full(_request: Request, _exc: DiskFull):
+        return JSONResponse(APIError(507, "No space left on the server's disk: nothing was written. Try again "
+                                          "once space is freed.", type="server_error", code="disk_full").body(),
+                            status_code=507)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):

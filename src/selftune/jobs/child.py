@@ -9,6 +9,7 @@ saving, so two processes never write one job's checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -19,8 +20,16 @@ import time
 import traceback
 from pathlib import Path
 
-from selftune.jobs.workspace import EXIT_BAD_INPUT, EXIT_DONE, EXIT_INTERNAL, EXIT_STOPPED, Workspace
-from selftune.store.atomic import atomic_write
+from selftune.jobs.workspace import (
+    EXIT_BAD_INPUT,
+    EXIT_DISK_FULL,
+    EXIT_DONE,
+    EXIT_INTERNAL,
+    EXIT_STOPPED,
+    Workspace,
+    disk_full_message,
+)
+from selftune.store.atomic import atomic_write, is_disk_full
 
 PARENT_CHECK_SECONDS = 0.5
 
@@ -57,7 +66,7 @@ def main(folder: str) -> int:
 def _train(workspace: Workspace, stop: StopWatch) -> int:
     from selftune.errors import SelftuneError
     from selftune.train import RunStatus, run
-    from selftune.train.checkpoint import list_checkpoints
+    from selftune.train.checkpoint import list_checkpoints, step_of
     from selftune.train.dataset import InvalidTrainingFile
 
     try:
@@ -68,10 +77,16 @@ def _train(workspace: Workspace, stop: StopWatch) -> int:
         files = {config.train_file: "training_file", config.valid_file: "validation_file"}
         _write_error(workspace, "invalid_training_file", str(exc), files.get(exc.path))
         return EXIT_BAD_INPUT
-    except SelftuneError as exc:
-        _write_error(workspace, "invalid_request", str(exc), None)
-        return EXIT_BAD_INPUT
     except Exception as exc:  # noqa: BLE001 - reported to the worker, with the traceback in child.log
+        if is_disk_full(exc):  # before SelftuneError: DiskFull is one, but the data is not at fault
+            traceback.print_exc()
+            kept = list_checkpoints(config.out)
+            with contextlib.suppress(OSError):  # the disk is full: the exit code alone says it then
+                _write_error(workspace, "disk_full", disk_full_message(step_of(kept[-1]) if kept else 0), None)
+            return EXIT_DISK_FULL
+        if isinstance(exc, SelftuneError):
+            _write_error(workspace, "invalid_request", str(exc), None)
+            return EXIT_BAD_INPUT
         traceback.print_exc()
         _write_error(workspace, "internal_error", f"training failed: {type(exc).__name__}: {exc}", None)
         return EXIT_INTERNAL

@@ -25,8 +25,16 @@ from sqlalchemy import or_, select, update
 from selftune.jobs.events import add_event
 from selftune.jobs.lifecycle import Control, JobStatus, can_move, file_problem, move
 from selftune.jobs.relay import planned_model_id, relay
-from selftune.jobs.workspace import EXIT_BAD_INPUT, EXIT_DONE, EXIT_STOPPED, Workspace
+from selftune.jobs.workspace import (
+    EXIT_BAD_INPUT,
+    EXIT_DISK_FULL,
+    EXIT_DONE,
+    EXIT_STOPPED,
+    Workspace,
+    disk_full_message,
+)
 from selftune.models.catalog import base_models
+from selftune.store.atomic import DiskFull
 from selftune.store.blobs import BlobStore
 from selftune.store.db import Database
 from selftune.store.tables import FileRow, JobRow, ModelRow, new_id, now
@@ -257,7 +265,14 @@ class Worker:
 
     def _ended(self, session, job: JobRow, workspace: Workspace, code: int) -> None:
         if code == EXIT_DONE and workspace.training_complete():
-            self._finish(session, job, workspace)
+            try:
+                self._finish(session, job, workspace)
+            except DiskFull:  # storing the results file: nothing of it was kept, the trained model is
+                self._pause_for_space(session, job, "No space left on the server's disk for the job's results "
+                                                    "file. Free some space, then resume the job.")
+        elif code == EXIT_DISK_FULL:
+            self._pause_for_space(session, job, (workspace.read_error() or {}).get("message")
+                                  or disk_full_message(None))
         elif code == EXIT_STOPPED or (self._stop.is_set() and code != EXIT_BAD_INPUT):
             # stopped on request, or killed because it overran the shutdown grace period: both resume later
             if job.control == Control.PAUSE:
@@ -291,6 +306,12 @@ class Worker:
             add_event(session, job, "Training stopped early: the validation loss had stopped improving")
         add_event(session, job, f"New fine-tuned model created: {model_id}")
         add_event(session, job, "The job has successfully completed")
+
+    def _pause_for_space(self, session, job: JobRow, message: str) -> None:
+        """Paused, not failed: once space is freed, resuming continues from the last checkpoint."""
+        move(job, JobStatus.PAUSED)
+        job.control = None
+        add_event(session, job, f"Fine-tuning job paused: {message}", level="error")
 
     def _fail(self, session, job: JobRow, code: str, message: str, param: str | None) -> None:
         move(job, JobStatus.FAILED)

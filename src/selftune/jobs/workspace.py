@@ -21,6 +21,16 @@ EXIT_DONE = 0
 EXIT_BAD_INPUT = 1  # the data or the settings can't be trained on: error.json says why
 EXIT_STOPPED = 75  # EX_TEMPFAIL: stopped at a checkpoint on request (pause, shutdown); resume continues
 EXIT_INTERNAL = 70
+EXIT_DISK_FULL = 74  # EX_IOERR: no space left for a checkpoint or the results; the last checkpoint is intact
+
+
+def disk_full_message(step: int | None) -> str:
+    """Why a job paused for want of disk space: ``step`` is its intact checkpoint's (0: none yet; None:
+    unknown, when the child could not even write error.json)."""
+    kept = ("the last checkpoint is intact" if step is None else f"its checkpoint at step {step} is intact"
+            if step else "it had no checkpoint yet")
+    return f"No space left on the server's disk while saving the job's progress ({kept}). Free some space, then " \
+           "resume the job."
 
 
 class Workspace:

@@ -1,8 +1,9 @@
 """The database: one engine per process, schema brought to the newest Alembic revision on open.
 
 SQLite (the default, a file in SELFTUNE_HOME) runs in WAL mode so the API can read while the worker
-writes, with a busy timeout instead of "database is locked" errors. PostgreSQL (SELFTUNE_DATABASE_URL)
-lets workers on several machines share the queue.
+writes, and a writer waits up to :data:`BUSY_TIMEOUT_SECONDS` for the write lock instead of failing with
+"database is locked"; past that, :class:`DatabaseBusy` (a 503 with Retry-After from the API, never a 500).
+PostgreSQL (SELFTUNE_DATABASE_URL) lets workers on several machines share the queue.
 """
 
 from __future__ import annotations
@@ -12,10 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x5E1F7  # pg_advisory_lock key: one process migrates at a time
+BUSY_TIMEOUT_SECONDS = 30  # how long a SQLite writer waits while another connection or process writes
+
+
+class DatabaseBusy(Exception):
+    """SQLite's write lock stayed taken for longer than the busy timeout: worth trying again shortly."""
 
 
 class Database:
@@ -29,11 +36,23 @@ class Database:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work: committed as a whole on clean exit, rolled back on any error."""
-        with self.sessions() as session, session.begin():
-            yield session
+        try:
+            with self.sessions() as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            if not _locked(exc):
+                raise
+            raise DatabaseBusy(f"The database is busy: another process held its write lock for more than "
+                               f"{BUSY_TIMEOUT_SECONDS} s. Try again shortly.") from exc
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _locked(exc: OperationalError) -> bool:
+    """SQLite's SQLITE_BUSY / SQLITE_LOCKED, as sqlite3 words them."""
+    return any(words in str(exc.orig) for words in ("database is locked", "database is busy",
+                                                    "database table is locked"))
 
 
 def _normalise(url: str) -> str:
@@ -48,7 +67,7 @@ def _engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection, _record):  # every new connection, not just the first
@@ -56,7 +75,7 @@ def _engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at each checkpoint, fast
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
             cursor.close()
 
         return engine

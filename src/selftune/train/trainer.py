@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -149,6 +150,14 @@ class Trainer:
                 raise SelftuneError(f"{self.out} already holds checkpoints of a run: pass --resume to continue "
                                     "it, or choose another --out")
             return None
+        damaged = []
+        while found and (reason := ckpt.problem(found[-1])) is not None:
+            damaged.append((found.pop(), reason))
+        for checkpoint, reason in damaged:  # removed, so the steps it held can be saved afresh
+            self._warn(f"Checkpoint at step {ckpt.step_of(checkpoint)} is unreadable ({reason}); "
+                       + (f"resumed from step {ckpt.step_of(found[-1])}" if found else "started from the beginning"))
+            if self.dist.is_main:
+                shutil.rmtree(checkpoint, ignore_errors=True)
         if not found:
             log.info("no checkpoint in %s: starting from the beginning", self.out)
             return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -48,6 +49,9 @@ NOT_YET = ("functions", "function_call", "logit_bias", "audio",
            "prompt_cache_key", "safety_identifier")
 MAX_STOP_SEQUENCES = 4
 
+log = logging.getLogger(__name__)
+SHUTTING_DOWN = object()  # put into the running answers' queues by shut_down()
+
 
 class ChatService:
     def __init__(self, *, db: Database, engine_factory: Callable[[], Engine], stored: StoredCompletions):
@@ -56,6 +60,8 @@ class ChatService:
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
+        self._closing = False
+        self._queues: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = set()  # of the answers running now
 
     def engine(self) -> Engine:
         """Created on the first request: the server starts without loading torch."""
@@ -63,6 +69,14 @@ class ChatService:
             if self._engine is None:
                 self._engine = self._engine_factory()
             return self._engine
+
+    def shut_down(self) -> None:
+        """The server got SIGTERM or Ctrl-C: every running answer ends now with an error (a stream: its
+        error event and [DONE]), so the server's graceful shutdown need not wait for long answers. Called
+        from the signal handler, in the event loop's thread: no locks, only thread-safe calls."""
+        self._closing = True
+        for loop, queue in list(self._queues):
+            loop.call_soon_threadsafe(queue.put_nowait, (0, SHUTTING_DOWN))
 
     def close(self) -> None:
         if self._engine is not None:
@@ -154,6 +168,9 @@ class ChatService:
         queue: asyncio.Queue = asyncio.Queue()
         engine = self.engine()
         handles = []
+        if self._closing:
+            raise shutting_down()
+        self._queues.add((loop, queue))
         for i in range(n):
             seeded = params if params.seed is None else dataclasses.replace(params, seed=params.seed + i)
 
@@ -165,13 +182,15 @@ class ChatService:
         try:
             while finished < n:
                 i, event = await queue.get()
+                if event is SHUTTING_DOWN:
+                    raise shutting_down()
                 if isinstance(event, Finished):
                     finished += 1
                     if event.reason == "error":
-                        raise APIError(500, f"Generation failed: {event.error}", type="server_error",
-                                       code="generation_failed")
+                        raise generation_failed(event.error)
                 yield i, event
         finally:
+            self._queues.discard((loop, queue))
             for handle in handles:  # the client went away, or an error: free the engine's slots
                 handle.cancel()
 
@@ -214,8 +233,9 @@ class ChatService:
         await run_in_threadpool(self.stored.save, org, sent, completion.model_dump(mode="json"), request.metadata)
 
     async def stream(self, org: str, request: ChatCompletionRequest) -> AsyncIterator[str]:
-        """Server-sent events in the hosted format, ending with ``data: [DONE]``; 400s are raised before
-        the first byte, so they arrive as ordinary error responses."""
+        """Server-sent events in the hosted format, always ending with ``data: [DONE]``; 400s are raised
+        before the first byte, so they arrive as ordinary error responses, and a fault after it arrives as
+        one error event (the client sees an error, never a cut connection)."""
         model, prompt, params = await run_in_threadpool(self.prepare, org, request)
         return self._stream(org, model, prompt, params, request)
 
@@ -253,14 +273,25 @@ class ChatService:
                     deltas = [ToolCallDelta(index=k, **call.model_dump()) for k, call in enumerate(calls)]
                     yield chunk([ChunkChoice(index=i, delta=Delta(content=content, tool_calls=deltas or None))])
                 yield chunk([ChunkChoice(index=i, delta=Delta(), finish_reason=reason)])
-        except APIError as exc:
-            yield f"data: {json.dumps(exc.body())}\n\n"
-            return
-        if request.stream_options and request.stream_options.include_usage:
-            yield chunk([], Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens,
-                                  total_tokens=len(prompt) + completion_tokens))
-        await self._store(org, request, self._completion(request, chunk_id, created, len(prompt), held, finals))
+            if request.stream_options and request.stream_options.include_usage:
+                yield chunk([], Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens,
+                                      total_tokens=len(prompt) + completion_tokens))
+            await self._store(org, request, self._completion(request, chunk_id, created, len(prompt), held, finals))
+        except Exception as exc:  # noqa: BLE001 - the status line is sent: an error event, then [DONE]
+            error = exc if isinstance(exc, APIError) else generation_failed(f"{type(exc).__name__}: {exc}")
+            log.error("chat stream %s ended with an error: %s", chunk_id, error.message,
+                      exc_info=not isinstance(exc, APIError))
+            yield f"data: {json.dumps(error.body())}\n\n"  # the openai SDK raises its APIError on this event
         yield "data: [DONE]\n\n"
+
+
+def generation_failed(reason: str | None) -> APIError:
+    return APIError(500, f"Generation failed: {reason}", type="server_error", code="generation_failed")
+
+
+def shutting_down() -> APIError:
+    return APIError(503, "The server is shutting down: this answer was cut short. Send the request again once "
+                         "it is back.", type="server_error", code="server_shutting_down")
 
 
 def _reads_tool_calls(request: ChatCompletionRequest) -> bool:

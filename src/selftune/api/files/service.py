@@ -50,8 +50,12 @@ class FileService:
         row = FileRow(id=file_id, org=org, filename=_clean_filename(filename), purpose=purpose, bytes=size,
                       sha256=sha256, created_at=created, status="uploaded" if purpose == "fine-tune" else "processed",
                       expires_at=created + expires_after if expires_after else None)
-        with self.db.transaction() as session:
-            session.add(row)
+        try:
+            with self.db.transaction() as session:
+                session.add(row)
+        except BaseException:
+            self.blobs.delete(file_id)  # no bytes kept for a file the API never created
+            raise
         if purpose == "fine-tune":
             self._validator.submit(self.validate, file_id)
         return to_object(row)
