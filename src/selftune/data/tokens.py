@@ -13,7 +13,7 @@ from selftune.models.tokenizer import context_length, load_tokenizer
 class ExampleTokens:
     total: int  # tokens of the longest conversation of the example (DPO has two)
     trained: int  # tokens that carry loss, over all its conversations
-    conversations: tuple[int, ...] = ()  # tokens of each conversation (DPO: input + each answer)
+    conversations: tuple[int, ...]  # tokens of each conversation (DPO: input + each answer)
 
 
 class TokenCounter:
