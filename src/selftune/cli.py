@@ -171,6 +171,8 @@ def data_stats(
     if result.estimate.seconds is not None:
         rows.append(("training time, this machine",
                      f"~{_duration(result.estimate.seconds)} at {result.estimate.tokens_per_second:,.0f} tokens/s"))
+    elif result.estimate.speed_problem:
+        rows.append(("training time, this machine", f"unknown: {result.estimate.speed_problem}"))
     for row in rows:
         table.add_row(*row)
     out.print(table)

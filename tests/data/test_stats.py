@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from selftune.data.calibration import training_speed
+from selftune.data.calibration import cached_speed, training_speed
 from selftune.data.estimate import auto_epochs, billed_tokens
 from selftune.data.stats import stats
 from selftune.errors import SelftuneError
@@ -57,6 +57,11 @@ def test_stats_of_a_preference_file_count_both_answers(tmp_path, tiny_model):
     tokenizer = load_tokenizer(str(tiny_model))
     answers = len(tokenizer("hello there<|im_end|>")["input_ids"]) + len(tokenizer("go away<|im_end|>")["input_ids"])
     assert result.purpose == "dpo" and result.trained_tokens == 10 * answers
+    # the trainer steps over both conversations of a pair; billing counts the longer one
+    prompt = render_for_training(tokenizer, pair["input"]["messages"] + pair["preferred_output"])
+    other = render_for_training(tokenizer, pair["input"]["messages"] + pair["non_preferred_output"])
+    assert result.estimate.training_tokens == 10 * 10 * (len(prompt.input_ids) + len(other.input_ids))
+    assert result.estimate.billed_tokens == 10 * 10 * max(len(prompt.input_ids), len(other.input_ids))
 
 
 def test_stats_refuse_an_invalid_file(tmp_path, tiny_model):
@@ -66,15 +71,23 @@ def test_stats_refuse_an_invalid_file(tmp_path, tiny_model):
 
 
 def test_time_estimate_is_measured_once_and_cached(tmp_path, tiny_model, selftune_home):
-    first = training_speed(str(tiny_model))
-    assert first.tokens_per_second > 0 and "cpus" in first.machine
+    path = write_jsonl(tmp_path / "f.jsonl", rows(12))  # some over the tiny context: not sampled
+    result = stats(path, str(tiny_model))
+    first = cached_speed(str(tiny_model))
+    assert first.tokens_per_second > 0 and "cpus" in first.machine and first.source == "measured"
     cached = list((selftune_home / "calibration").glob("*.json"))
     assert len(cached) == 1
-    assert training_speed(str(tiny_model)) == first  # same measurement, read back
-
-    result = stats(write_jsonl(tmp_path / "f.jsonl", rows(12)), str(tiny_model))
     assert result.estimate.tokens_per_second == first.tokens_per_second
-    assert result.estimate.seconds == pytest.approx(result.estimate.billed_tokens / first.tokens_per_second)
+    assert result.estimate.training_tokens == result.estimate.billed_tokens  # a chat file: the same tokens
+    assert result.estimate.seconds == pytest.approx(result.estimate.training_tokens / first.tokens_per_second)
+    assert result.estimate.speed_source == "measured"
+    assert training_speed(str(tiny_model), path, 12) == first  # same measurement, read back
 
     cached[0].write_text("{corrupt")
-    assert training_speed(str(tiny_model)).tokens_per_second > 0  # re-measured, not trusted
+    assert stats(path, str(tiny_model)).estimate.tokens_per_second > 0  # re-measured, not trusted
+
+
+def test_no_time_when_no_example_fits_the_context(tmp_path, tiny_model):
+    long = [{"messages": [{"role": "user", "content": "word " * 400}, {"role": "assistant", "content": "ok"}]}]
+    result = stats(write_jsonl(tmp_path / "f.jsonl", long * 3), str(tiny_model))
+    assert result.over_context == 3 and result.estimate.seconds is None

@@ -288,9 +288,9 @@ def test_export_merges_the_adapter_into_a_plain_model(tmp_path, tiny_model):
 
 def test_a_lora_run_feeds_stage_1_time_estimates(tmp_path, tiny_model):
     """`selftune data stats` estimates time from the speed the last real run reached on this machine."""
-    from selftune.data.calibration import training_speed
+    from selftune.data.calibration import cached_speed
 
     result = run(config(tmp_path, tiny_model))
-    speed = training_speed(str(tiny_model))
-    assert speed.method.startswith("selftune train, LoRA r16")
+    speed = cached_speed(str(tiny_model))
+    assert speed.source == "run" and speed.method.startswith("selftune train, supervised LoRA r16")
     assert speed.tokens_per_second == pytest.approx(result.state.tokens_seen / result.state.elapsed)

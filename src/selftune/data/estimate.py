@@ -27,3 +27,10 @@ def auto_epochs(n_examples: int) -> int:
 def billed_tokens(example_tokens: list[int], epochs: int, max_tokens_per_example: int) -> int:
     """Tokens the hosted service bills: each example capped at the context, times epochs."""
     return epochs * sum(min(n, max_tokens_per_example) for n in example_tokens)
+
+
+def stepped_tokens(conversation_tokens: tuple[int, ...], max_length: int) -> int:
+    """Tokens the trainer steps over for one example in one epoch: every conversation, each cut at
+    ``max_length`` (``TrainingData.lengths``). Training speed is measured in these
+    (:mod:`selftune.data.calibration`); for a chat file they equal the billed tokens."""
+    return sum(min(n, max_length) for n in conversation_tokens)

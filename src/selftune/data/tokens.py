@@ -13,6 +13,7 @@ from selftune.models.tokenizer import context_length, load_tokenizer
 class ExampleTokens:
     total: int  # tokens of the longest conversation of the example (DPO has two)
     trained: int  # tokens that carry loss, over all its conversations
+    conversations: tuple[int, ...]  # tokens of each conversation (DPO: input + each answer)
 
 
 class TokenCounter:
@@ -24,8 +25,8 @@ class TokenCounter:
     def count(self, example: Example) -> ExampleTokens:
         rendered = [render_for_training(self.tokenizer, messages, tools)
                     for messages, tools in example.conversations()]
-        return ExampleTokens(total=max(len(r.input_ids) for r in rendered),
-                             trained=sum(r.n_trained for r in rendered))
+        lengths = tuple(len(r.input_ids) for r in rendered)
+        return ExampleTokens(total=max(lengths), trained=sum(r.n_trained for r in rendered), conversations=lengths)
 
     def overflow(self, example: Example) -> int | None:
         """Token count of the example if it is longer than the context, else None.

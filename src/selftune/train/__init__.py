@@ -46,14 +46,16 @@ def run(config: TrainConfig, should_stop: Callable[[], bool] | None = None) -> T
 
 
 def _record_speed(trainer: Trainer, result: TrainResult) -> None:
-    """A default LoRA run's measured speed feeds stage 1's time estimates (``selftune data stats``)."""
-    from selftune.data.calibration import record_training_speed
+    """A LoRA run's measured speed feeds stage 1's time estimates (``selftune data stats``), per
+    method and precision path; the unit is the one :mod:`selftune.data.calibration` defines."""
+    from selftune.data.calibration import precision_name, record_training_speed
 
     config, state = trainer.config, result.state
-    if config.method == Method.SUPERVISED and not config.full and not trainer.dist.enabled and state.elapsed > 0:
+    if not config.full and not trainer.dist.enabled and state.elapsed > 0:
         record_training_speed(config.model, state.tokens_seen / state.elapsed,
-                              f"selftune train, LoRA r{config.lora_rank}, {state.global_step} steps on "
-                              f"{trainer.train_data.path.name}")
+                              f"selftune train, {config.method} LoRA r{config.lora_rank}, {state.global_step} "
+                              f"steps on {trainer.train_data.path.name}",
+                              precision=precision_name(trainer.dtype), training_method=config.method)
 
 
 __all__ = ["Method", "RunStatus", "TrainConfig", "TrainResult", "Trainer", "run"]

@@ -69,7 +69,8 @@ class TrainingData:
         return sum(int(p.chosen.trained.sum() + p.rejected.trained.sum()) for p in self.pairs)
 
     def lengths(self) -> list[int]:
-        """Tokens per example (both answers of a preference pair): what batching budgets by."""
+        """Tokens per example (both answers of a preference pair): what batching budgets by, and the
+        unit of training speed (:func:`selftune.data.estimate.stepped_tokens` counts the same)."""
         if self.purpose == "sft":
             return [len(s) for s in self.sequences]
         return [len(p.chosen) + len(p.rejected) for p in self.pairs]
