@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from selftune.hardware import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "banking77" / "train_1k.jsonl"
@@ -31,24 +32,16 @@ MODEL = "smollm2-135m-instruct"
 # `selftune data stats` in a child, with the hardware's bf16 decision forced off for --precision fp32
 STATS = """
 import sys
-if sys.argv[1] == "fp32":
-    import selftune.hardware
-    selftune.hardware._cpu_has_bf16 = lambda: False
+if sys.argv[1] == "fp32":  # as on an AVX2-only CPU: no native bf16, so the hardware chooses fp32
+    import dataclasses
+    import selftune.hardware as hardware
+    real = hardware.cpu()
+    native = {"avx512_bf16", "amx_bf16", "amx_tile", "bf16"}
+    hardware.cpu = lambda: dataclasses.replace(real, features=frozenset(real.features - native))
 from selftune.cli import app
 sys.argv = ["selftune", "data", "stats", sys.argv[2], "--model", sys.argv[3], "--json"]
 app()
 """
-
-
-def cpu_line() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    found = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-    native = "avx512_bf16" in text or "amx_bf16" in text
-    return (f"{found.group(1).strip() if found else 'unknown CPU'}, {os.cpu_count()} cpus, "
-            f"{'native bf16' if native else 'no native bf16'}")
 
 
 def timed(command: list[str], env: dict) -> tuple[float, str]:
@@ -76,7 +69,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="selftune-estimate-") as home:
         env = {**os.environ, "SELFTUNE_HOME": home, "PYTHONPATH": str(ROOT / "src")}
         python = sys.executable
-        print(f"CPU: {cpu_line()}; precision {args.precision}; {args.data.name}; {args.model}")
+        print(f"{describe()}; precision {args.precision}; {args.data.name}; {args.model}")
         convert, _ = timed([python, "-c", f"from selftune.models import resolve_model; resolve_model({args.model!r})"],
                            env)
         print(f"model conversion (once per home): {convert:.1f} s")

@@ -3,6 +3,8 @@ per machine and path, and never overrides a real run's figure."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from selftune import hardware
@@ -26,8 +28,12 @@ def rows(n):
 @pytest.fixture
 def bf16_native(monkeypatch):
     """Set whether this 'CPU' has native bf16 (an AVX512-BF16 EPYC, or an AVX2-only laptop)."""
+    real = hardware.cpu()
+
     def choose(native: bool) -> None:
-        monkeypatch.setattr(hardware, "_cpu_has_bf16", lambda: native)
+        features = real.features | {"avx512f", "avx512_bf16"} if native else \
+            real.features - {"avx512_bf16", "amx_bf16", "amx_tile", "bf16"}
+        monkeypatch.setattr(hardware, "cpu", lambda: dataclasses.replace(real, features=frozenset(features)))
     return choose
 
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import platform
-import re
 import statistics
 import tempfile
 from collections.abc import Collection, Iterator
@@ -68,16 +66,11 @@ def machine_fingerprint(precision: str | None = None) -> str:
     path (an AVX2 CPU trains in fp32, an AVX512-BF16 one in bf16, at very different speeds)."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        found = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-        cpu = found.group(1).strip() if found else cpu
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no-gpu"
-    return (f"{cpu} | {os.cpu_count()} cpus | {gpu} | torch {torch.__version__} | "
-            f"{precision or chosen_precision()}")
+    from selftune.hardware import cpu, gpu
+
+    found = gpu()
+    return (f"{cpu().model} | {os.cpu_count()} cpus | {found.name if found else 'no-gpu'} | "
+            f"torch {torch.__version__} | {precision or chosen_precision()}")
 
 
 def _cache_file(model: str, machine: str, method: Method) -> Path:
