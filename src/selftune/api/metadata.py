@@ -25,6 +25,13 @@ def check_metadata(metadata: dict | None) -> dict | None:
     return metadata
 
 
+# metadata_filter reads the query by hand (any key): this declares it, for clients and the contract fuzzer
+METADATA_QUERY = {"parameters": [{
+    "name": "metadata", "in": "query", "required": False, "style": "deepObject", "explode": True,
+    "description": "Only objects with these metadata pairs: metadata[key]=value.",
+    "schema": {"type": "object", "additionalProperties": {"type": "string"}}}]}
+
+
 def metadata_filter(request: Request) -> dict[str, str]:
     """``?metadata[task]=cards&metadata[run]=2`` -> ``{"task": "cards", "run": "2"}``."""
     return {m.group(1): value for key, value in request.query_params.items() if (m := _QUERY_KEY.match(key))}
