@@ -10,6 +10,9 @@ from fastapi import Request
 from selftune.api.errors import bad_request
 
 MAX_KEYS, MAX_KEY, MAX_VALUE = 16, 64, 512
+# what check_metadata accepts, for the OpenAPI document: Field(json_schema_extra=METADATA_SCHEMA)
+METADATA_SCHEMA = {"maxProperties": MAX_KEYS, "propertyNames": {"maxLength": MAX_KEY},
+                   "additionalProperties": {"type": "string", "maxLength": MAX_VALUE}}
 _QUERY_KEY = re.compile(r"^metadata\[(.+)\]$")
 
 

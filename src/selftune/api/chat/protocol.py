@@ -11,6 +11,8 @@ from typing import Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
+from selftune.api.metadata import METADATA_SCHEMA
+
 
 class TextPart(BaseModel):
     type: str
@@ -101,7 +103,7 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: Union[Literal["none", "auto", "required"], NamedToolChoice, None] = None
     parallel_tool_calls: bool | None = None
     user: str | None = None  # an end-user id; recorded nowhere yet, harmless to accept
-    metadata: dict[str, str] | None = None  # kept with a stored completion (store=true)
+    metadata: dict[str, str] | None = Field(None, json_schema_extra=METADATA_SCHEMA)  # kept when store=true
     store: bool | None = None
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from selftune.api.auth import Org
 from selftune.api.chat.protocol import (
@@ -20,7 +20,7 @@ from selftune.api.chat.protocol import (
 from selftune.api.chat.service import ChatService
 from selftune.api.chat.stored import StoredCompletions
 from selftune.api.errors import error_responses
-from selftune.api.metadata import METADATA_QUERY, check_metadata, metadata_filter
+from selftune.api.metadata import METADATA_QUERY, METADATA_SCHEMA, check_metadata, metadata_filter
 from selftune.api.pagination import MAX_LIMIT, Page, list_body
 
 router = APIRouter(prefix="/v1/chat", tags=["chat"])
@@ -48,7 +48,7 @@ def _stored_links(completion_id: str) -> dict:
 
 
 class MetadataUpdate(BaseModel):
-    metadata: dict[str, str] | None
+    metadata: dict[str, str] | None = Field(json_schema_extra=METADATA_SCHEMA)
 
 
 @router.post("/completions", response_model=ChatCompletion, responses={**error_responses(404), 200: {
