@@ -64,7 +64,7 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database
 BASE_MODEL = "tiny"  # service_env's base model
 
 
-def realistic(case, training: bytes) -> None:
+def realistic(case, training: bytes, file_id: str | None = None) -> None:
     """Let a generated request reach further than a refusal: the base model this server offers instead of
     a random model name, and a valid training file instead of random bytes (no link can supply these:
     they come from the configuration, not from an earlier answer)."""
@@ -77,6 +77,8 @@ def realistic(case, training: bytes) -> None:
         # one short, seeded answer: generation is what takes time here, and a replayed case answers the same
         body.update(n=1, seed=0, max_tokens=4)
         body.pop("max_completion_tokens", None)
+    if label == "POST /v1/fine_tuning/jobs" and file_id and isinstance(body.get("training_file"), str):
+        body["training_file"] = file_id
     if label == "POST /v1/files" and body.get("purpose") == "fine-tune":
         body["file"] = training
 
@@ -126,15 +128,16 @@ def test_every_operation_keeps_its_contract(api, label, training):
     (Not ``schemathesis.pytest.from_fixture``: it fails on pytest 9, reading ``Function._nodeid``.)"""
     operation = api.find_operation_by_label(label)
     strategy = operation.as_strategy(GenerationMode.POSITIVE) | operation.as_strategy(GenerationMode.NEGATIVE)
-    ids = real_ids(api.app, {p.name for p in operation.path_parameters}, training)
-    if ids:
-        strategy |= operation.as_strategy(GenerationMode.POSITIVE, path_parameters=ids)
+    names = {p.name for p in operation.path_parameters}
+    ids = real_ids(api.app, names | ({"file_id"} if label == "POST /v1/fine_tuning/jobs" else set()), training)
+    if names and names <= ids.keys():
+        strategy |= operation.as_strategy(GenerationMode.POSITIVE, path_parameters={n: ids[n] for n in names})
 
     @FUZZ
     @given(case=strategy, real=st.booleans())
     def fuzz(case, real):
         if real:
-            realistic(case, training)
+            realistic(case, training, ids.get("file_id"))
         case.call_and_validate(headers=AUTH, checks=CHECKS)
 
     fuzz()
