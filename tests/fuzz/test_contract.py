@@ -37,7 +37,7 @@ pytestmark = pytest.mark.fuzz
 ORGS = 500  # one key and organisation each: every stateful scenario starts in an empty organisation
 KEYS = ",".join(f"key-{i}:org-{i}" for i in range(ORGS))
 AUTH = {"Authorization": "Bearer key-0"}
-EXAMPLES = 100  # per operation and generation mode: the whole module stays within a few minutes
+EXAMPLES = 200  # per operation and generation mode: the whole module stays within a few minutes
 # "METHOD /path" of every operation of the document (building the app touches no disk and loads no model)
 OPERATIONS = [f"{method.upper()} {path}"
               for path, operations in create_app(embedded_worker=False).openapi()["paths"].items()
