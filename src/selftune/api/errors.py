@@ -9,10 +9,36 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from selftune.store.atomic import DiskFull
 from selftune.store.db import DatabaseBusy
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """What every 4xx (and the rare 5xx) carries: the schema of :meth:`APIError.body`, for the OpenAPI
+    document, so generated clients and the contract fuzzer know it."""
+
+    error: ErrorDetail
+
+
+WHY = {400: "Invalid request: `param` names the field.", 401: "Missing or unknown API key.",
+       403: "Not allowed on this object.", 404: "No such object (or another organisation's: the same answer).",
+       409: "The object is in a state that forbids this.", 413: "The upload is larger than the server's limit."}
+
+
+def error_responses(*statuses: int) -> dict:
+    """The ``responses=`` of a route that may answer ``statuses`` (plus 400 and 401, which every /v1 route
+    may) in the error shape."""
+    return {status: {"model": ErrorBody, "description": WHY[status]} for status in sorted({400, 401, *statuses})}
 
 
 class APIError(Exception):

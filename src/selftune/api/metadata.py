@@ -10,6 +10,9 @@ from fastapi import Request
 from selftune.api.errors import bad_request
 
 MAX_KEYS, MAX_KEY, MAX_VALUE = 16, 64, 512
+# what check_metadata accepts, for the OpenAPI document: Field(json_schema_extra=METADATA_SCHEMA)
+METADATA_SCHEMA = {"maxProperties": MAX_KEYS, "propertyNames": {"maxLength": MAX_KEY},
+                   "additionalProperties": {"type": "string", "maxLength": MAX_VALUE}}
 _QUERY_KEY = re.compile(r"^metadata\[(.+)\]$")
 
 
@@ -23,6 +26,13 @@ def check_metadata(metadata: dict | None) -> dict | None:
             raise bad_request(f"metadata keys are strings of at most {MAX_KEY} characters and values "
                               f"strings of at most {MAX_VALUE}.", param=f"metadata.{key}")
     return metadata
+
+
+# metadata_filter reads the query by hand (any key): this declares it, for clients and the contract fuzzer
+METADATA_QUERY = {"parameters": [{
+    "name": "metadata", "in": "query", "required": False, "style": "deepObject", "explode": True,
+    "description": "Only objects with these metadata pairs: metadata[key]=value.",
+    "schema": {"type": "object", "additionalProperties": {"type": "string"}}}]}
 
 
 def metadata_filter(request: Request) -> dict[str, str]:

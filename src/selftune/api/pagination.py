@@ -6,12 +6,16 @@ previous page. Written by hand because it is four lines of SQLAlchemy, not worth
 
 from __future__ import annotations
 
+from typing import Generic, Literal, TypeVar
+
+from pydantic import BaseModel
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
 from selftune.api.errors import not_found
 
 MAX_LIMIT = 100
+Item = TypeVar("Item")
 
 
 def page(session: Session, query: Select, table, after: str | None, limit: int, newest_first: bool = True,
@@ -31,3 +35,13 @@ def list_body(data: list, has_more: bool) -> dict:
     return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None, "has_more": has_more}
 
+
+
+class Page(BaseModel, Generic[Item]):
+    """The schema of :func:`list_body`'s answer, for the OpenAPI document (``Page[FileObject]``...)."""
+
+    object: Literal["list"] = "list"
+    data: list[Item]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool

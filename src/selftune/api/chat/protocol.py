@@ -6,14 +6,42 @@ it does not support by name, with a 400, instead of silently ignoring it.
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+
+from selftune.api.metadata import METADATA_SCHEMA
 
 
 class TextPart(BaseModel):
     type: str
     text: str | None = None
+
+
+class CalledFunction(BaseModel):
+    name: str
+    arguments: str
+
+    @field_validator("arguments")
+    @classmethod
+    def _json(cls, arguments: str) -> str:
+        """The prompt renders the arguments as JSON: text that isn't JSON is refused here, by name."""
+        try:
+            json.loads(arguments)
+        except ValueError:
+            raise ValueError("arguments must be JSON text") from None
+        return arguments
+
+
+class SentToolCall(BaseModel):
+    """A tool call of an earlier assistant message, sent back in ``messages``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    type: Literal["function"]
+    function: CalledFunction
 
 
 class Message(BaseModel):
@@ -22,7 +50,7 @@ class Message(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Union[str, list[TextPart], None] = None
     name: str | None = None
-    tool_calls: list[dict] | None = None
+    tool_calls: list[SentToolCall] | None = None
     tool_call_id: str | None = None
 
 
@@ -52,7 +80,8 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # extra fields are kept for the service to refuse by name, never accepted: the schema says so
+    model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": False})
 
     model: str
     messages: list[Message] = Field(min_length=1)
@@ -74,7 +103,7 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: Union[Literal["none", "auto", "required"], NamedToolChoice, None] = None
     parallel_tool_calls: bool | None = None
     user: str | None = None  # an end-user id; recorded nowhere yet, harmless to accept
-    metadata: dict[str, str] | None = None  # kept with a stored completion (store=true)
+    metadata: dict[str, str] | None = Field(None, json_schema_extra=METADATA_SCHEMA)  # kept when store=true
     store: bool | None = None
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from selftune.api.auth import Org
 from selftune.api.chat.protocol import (
@@ -15,11 +15,13 @@ from selftune.api.chat.protocol import (
     ChatCompletionDeleted,
     ChatCompletionRequest,
     StoredChatCompletion,
+    StoredMessage,
 )
 from selftune.api.chat.service import ChatService
 from selftune.api.chat.stored import StoredCompletions
-from selftune.api.metadata import check_metadata, metadata_filter
-from selftune.api.pagination import MAX_LIMIT, list_body
+from selftune.api.errors import error_responses
+from selftune.api.metadata import METADATA_QUERY, METADATA_SCHEMA, check_metadata, metadata_filter
+from selftune.api.pagination import MAX_LIMIT, Page, list_body
 
 router = APIRouter(prefix="/v1/chat", tags=["chat"])
 
@@ -35,13 +37,24 @@ def stored(request: Request) -> StoredCompletions:
 Chat = Annotated[ChatService, Depends(chat)]
 Stored = Annotated[StoredCompletions, Depends(stored)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+# checked by the stored completions' service (its own message); the enum is for the schema
+Order = Annotated[str, Query(json_schema_extra={"enum": ["asc", "desc"]})]
+
+
+def _stored_links(completion_id: str) -> dict:
+    """OpenAPI links from an answer holding a stored completion's id to every operation on it."""
+    operations = ("retrieve_stored", "update_stored", "delete_stored", "stored_messages")
+    return {"links": {op: {"operationId": op, "parameters": {"completion_id": completion_id}} for op in operations}}
 
 
 class MetadataUpdate(BaseModel):
-    metadata: dict[str, str] | None
+    metadata: dict[str, str] | None = Field(json_schema_extra=METADATA_SCHEMA)
 
 
-@router.post("/completions", response_model=ChatCompletion)
+@router.post("/completions", response_model=ChatCompletion, responses={**error_responses(404), 200: {
+    "description": "The completion; with `stream: true`, server-sent events of chat.completion.chunk objects.",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    **_stored_links("$response.body#/id")}})
 async def create_chat_completion(body: ChatCompletionRequest, org: Org, service: Chat):
     if body.stream:
         events = await service.stream(org, body)
@@ -50,31 +63,35 @@ async def create_chat_completion(body: ChatCompletionRequest, org: Org, service:
     return await service.complete(org, body)
 
 
-@router.get("/completions")
+@router.get("/completions", response_model=Page[StoredChatCompletion], openapi_extra=METADATA_QUERY,
+            responses={**error_responses(404), 200: _stored_links("$response.body#/data/0/id")})
 def list_stored(request: Request, org: Org, service: Stored, model: str | None = None, after: str | None = None,
-                limit: Limit = 20, order: str = "asc") -> dict:
+                limit: Limit = 20, order: Order = "asc"):
     data, more = service.list(org, model=model, metadata=metadata_filter(request), after=after, limit=limit,
                               order=order)
     return list_body([d.model_dump() for d in data], more)
 
 
-@router.get("/completions/{completion_id}", response_model=StoredChatCompletion)
+@router.get("/completions/{completion_id}", response_model=StoredChatCompletion, responses=error_responses(404))
 def retrieve_stored(completion_id: str, org: Org, service: Stored):
     return service.retrieve(org, completion_id)
 
 
-@router.post("/completions/{completion_id}", response_model=StoredChatCompletion)
+@router.post("/completions/{completion_id}", response_model=StoredChatCompletion,
+             responses=error_responses(404))
 def update_stored(completion_id: str, body: MetadataUpdate, org: Org, service: Stored):
     return service.update(org, completion_id, check_metadata(body.metadata))
 
 
-@router.delete("/completions/{completion_id}", response_model=ChatCompletionDeleted)
+@router.delete("/completions/{completion_id}", response_model=ChatCompletionDeleted,
+               responses=error_responses(404))
 def delete_stored(completion_id: str, org: Org, service: Stored):
     return service.delete(org, completion_id)
 
 
-@router.get("/completions/{completion_id}/messages")
+@router.get("/completions/{completion_id}/messages", response_model=Page[StoredMessage],
+            responses=error_responses(404))
 def stored_messages(completion_id: str, org: Org, service: Stored, after: str | None = None, limit: Limit = 20,
-                    order: str = "asc") -> dict:
+                    order: Order = "asc"):
     data, more = service.messages(org, completion_id, after, limit, order)
     return list_body([d.model_dump() for d in data], more)

@@ -10,13 +10,26 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from selftune.api.auth import Org
-from selftune.api.errors import APIError, bad_request
-from selftune.api.files.protocol import FileDeleted, FileObject
+from selftune.api.errors import APIError, bad_request, error_responses
+from selftune.api.files.protocol import PURPOSES, FileDeleted, FileObject
 from selftune.api.files.service import FileService
-from selftune.api.pagination import list_body
+from selftune.api.pagination import Page, list_body
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 MULTIPART_OVERHEAD = 64 * 1024
+EXPIRES_MIN, EXPIRES_MAX = 3600, 30 * 24 * 3600  # 1 hour to 30 days, as the hosted API allows
+BY_ID = {"file_id": "$response.body#/id"}
+
+# The upload is read by hand (the size is refused before the body is read), so FastAPI can't infer its
+# schema: this is what create_file and _expires_after accept, for clients and the contract fuzzer.
+UPLOAD = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file", "purpose"],
+    "properties": {
+        "file": {"type": "string", "format": "binary"},
+        "purpose": {"type": "string", "enum": list(PURPOSES)},
+        "expires_after[anchor]": {"type": "string", "enum": ["created_at"]},
+        "expires_after[seconds]": {"type": "integer", "minimum": EXPIRES_MIN, "maximum": EXPIRES_MAX},
+    }}, "encoding": {"file": {"contentType": "application/octet-stream"}}}}}}
 
 
 def files(request: Request) -> FileService:
@@ -26,7 +39,12 @@ def files(request: Request) -> FileService:
 Files = Annotated[FileService, Depends(files)]
 
 
-@router.post("", response_model=FileObject)
+@router.post("", response_model=FileObject, openapi_extra=UPLOAD, responses={
+    **error_responses(413), 200: {"links": {
+        "retrieve": {"operationId": "retrieve_file", "parameters": BY_ID},
+        "content": {"operationId": "file_content", "parameters": BY_ID},
+        "delete": {"operationId": "delete_file", "parameters": BY_ID},
+        "train": {"operationId": "create_job", "requestBody": {"training_file": "$response.body#/id"}}}}})
 async def create_file(request: Request, org: Org, service: Files) -> FileObject:
     declared = int(request.headers.get("content-length") or 0)
     if declared > service.max_upload_bytes + MULTIPART_OVERHEAD:  # refuse before reading the body
@@ -56,31 +74,34 @@ def _expires_after(form) -> int | None:
         value = int(seconds)
     except (TypeError, ValueError):
         raise bad_request("expires_after.seconds must be an integer.", param="expires_after.seconds") from None
-    if not 3600 <= value <= 30 * 24 * 3600:
+    if not EXPIRES_MIN <= value <= EXPIRES_MAX:
         raise bad_request("expires_after.seconds must be between 3600 (1 hour) and 2592000 (30 days).",
                           param="expires_after.seconds")
     return value
 
 
-@router.get("")
+@router.get("", response_model=Page[FileObject], responses={**error_responses(404), 200: {"links": {
+    "retrieve": {"operationId": "retrieve_file", "parameters": {"file_id": "$response.body#/data/0/id"}}}}})
 def list_files(org: Org, service: Files, purpose: str | None = None, after: str | None = None,
                limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
-               order: Literal["asc", "desc"] = "desc") -> dict:
+               order: Literal["asc", "desc"] = "desc"):
     data, more = service.list(org, purpose, after, min(limit, 10_000), order)
     return list_body([d.model_dump() for d in data], more)
 
 
-@router.get("/{file_id}", response_model=FileObject)
+@router.get("/{file_id}", response_model=FileObject, responses=error_responses(404))
 def retrieve_file(file_id: str, org: Org, service: Files) -> FileObject:
     return service.retrieve(org, file_id)
 
 
-@router.delete("/{file_id}", response_model=FileDeleted)
+@router.delete("/{file_id}", response_model=FileDeleted, responses=error_responses(404))
 def delete_file(file_id: str, org: Org, service: Files) -> FileDeleted:
     return service.delete(org, file_id)
 
 
-@router.get("/{file_id}/content")
+@router.get("/{file_id}/content", response_class=FileResponse, responses={
+    **error_responses(404), 200: {"content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                      "format": "binary"}}}}})
 def file_content(file_id: str, org: Org, service: Files) -> FileResponse:
     path, filename = service.content_path(org, file_id)
     return FileResponse(path, media_type="application/octet-stream", filename=filename)

@@ -10,23 +10,34 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from selftune.api.metadata import METADATA_SCHEMA
 from selftune.jobs.lifecycle import JobStatus
-from selftune.train.methods import HYPERPARAMETERS, METHODS
+from selftune.models.ids import SUFFIX_PATTERN
+from selftune.train.methods import HYPERPARAMETERS, METHODS, Hyperparameter
 
 Number = Union[Literal["auto"], int, float]
+
+
+def _declared(h: Hyperparameter) -> dict:
+    """The OpenAPI schema of what the service accepts for ``h`` (it checks with ``h.problem``)."""
+    low = "minimum" if h.low_included else "exclusiveMinimum"
+    number = {"type": "integer" if h.kind is int else "number", low: h.low, "maximum": h.high}
+    return {"anyOf": [{"const": "auto"}, number, {"type": "null"}]}
 
 
 # one optional field per hyperparameter and per method of selftune.train.methods, so a new one is accepted
 # (and documented in the OpenAPI schema) without another list to keep in step
 Hyperparameters = create_model("Hyperparameters", __config__=ConfigDict(extra="forbid"),
-                               **{name: (Optional[Number], None) for name in HYPERPARAMETERS})
+                               **{name: (Optional[Number], Field(None, json_schema_extra=_declared(h)))
+                                  for name, h in HYPERPARAMETERS.items()})
 
 
 class MethodSettings(BaseModel):
     hyperparameters: Hyperparameters | None = None
 
 
-MethodRequest = create_model("MethodRequest", type=(str, ...), reinforcement=(Optional[dict], None),
+MethodRequest = create_model("MethodRequest", type=(str, Field(json_schema_extra={"enum": [m.value for m in METHODS]})),
+                             reinforcement=(Optional[dict], None),
                              **{method.value: (Optional[MethodSettings], None) for method in METHODS})
 
 
@@ -36,10 +47,11 @@ class JobCreateRequest(BaseModel):
     validation_file: str | None = None
     hyperparameters: Hyperparameters | None = None  # the hosted API's older place for them
     method: MethodRequest | None = None
-    suffix: str | None = None
+    # the json_schema_extra: what the service checks (with its own messages), declared for the schema
+    suffix: str | None = Field(None, json_schema_extra={"pattern": SUFFIX_PATTERN.pattern})
     seed: int | None = None
-    metadata: dict[str, Any] | None = None
-    integrations: list[dict] | None = None
+    metadata: dict[str, Any] | None = Field(None, json_schema_extra=METADATA_SCHEMA)
+    integrations: list[dict] | None = Field(None, json_schema_extra={"maxItems": 0})  # none supported yet
 
 
 class JobError(BaseModel):

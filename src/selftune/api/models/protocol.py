@@ -18,3 +18,10 @@ class ModelDeleted(BaseModel):
     id: str
     object: Literal["model"] = "model"
     deleted: bool
+
+
+class ModelList(BaseModel):
+    """``GET /v1/models``: every model at once, without the cursor fields of the paged lists."""
+
+    object: Literal["list"] = "list"
+    data: list[Model]

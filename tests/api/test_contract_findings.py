@@ -1,0 +1,19 @@
+"""Regression tests for what the contract fuzzer (tests/fuzz) found: each a request that once got a 5xx,
+an answer off its declared schema, or a 4xx without the error shape."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+
+@pytest.mark.parametrize(("call", "param"), [
+    ({}, "messages.0.tool_calls.0.id"),  # once a 500: KeyError 'function' while rendering the prompt
+    ({"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{bad"}},
+     "messages.0.tool_calls.0.function.arguments"),  # once a 500: JSONDecodeError while rendering
+])
+def test_a_malformed_tool_call_in_the_history_is_refused_by_name(client, call, param):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="tiny", max_tokens=1, messages=[
+            {"role": "assistant", "content": None, "tool_calls": [call]}, {"role": "user", "content": "hi"}])
+    assert info.value.body["param"] == param
