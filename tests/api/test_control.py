@@ -24,8 +24,8 @@ def test_cancel_stops_the_child_within_seconds(client, tmp_path, chat_rows, uplo
 
 def test_pause_then_resume_continues_from_the_checkpoint(client, tmp_path, chat_rows, upload, wait_for,
                                                         wait_until_step, all_events):
-    # 180 tiny steps: the pause must land mid-run on a fast machine too
-    training = upload(client, tmp_path / "train.jsonl", chat_rows(60))
+    # 120 tiny steps: the pause (an in-process call, a few steps later) lands mid-run on a fast machine too
+    training = upload(client, tmp_path / "train.jsonl", chat_rows(40))
     job = client.fine_tuning.jobs.create(model="tiny", training_file=training.id,
                                          hyperparameters={"n_epochs": 3, "batch_size": 1})
     wait_until_step(client, job.id, 5)

@@ -3,9 +3,12 @@ address in local mode. The process boundary is the point of each, so each runs a
 
 from __future__ import annotations
 
+import pytest
+
 from selftune.evals.local_server import free_port
 
 
+@pytest.mark.slow  # ~16 s; Ctrl-C's resume (below) stays in the default suite, CI runs both
 def test_kill_9_mid_training_then_restart_finishes_the_job(tmp_path, new_server, chat_rows, upload, wait_for,
                                                            wait_until_step, all_events):
     server = new_server().start()

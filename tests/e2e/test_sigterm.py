@@ -10,6 +10,11 @@ import signal
 import time
 
 import openai
+import pytest
+
+# ~16 s of a real server streaming and training: in the slow suite (CI runs it) so the default suite stays
+# within five minutes; Ctrl-C's stop-at-a-checkpoint is in the default suite (test_crash_and_restart.py)
+pytestmark = pytest.mark.slow
 
 HELLO = [{"role": "user", "content": "Tell me a very long story."}]
 
