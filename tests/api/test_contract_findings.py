@@ -17,3 +17,10 @@ def test_a_malformed_tool_call_in_the_history_is_refused_by_name(client, call, p
         client.chat.completions.create(model="tiny", max_tokens=1, messages=[
             {"role": "assistant", "content": None, "tool_calls": [call]}, {"role": "user", "content": "hi"}])
     assert info.value.body["param"] == param
+
+
+def test_a_top_p_too_small_for_float32_still_answers(client):
+    # once a 500: 5e-324 is 0.0 in float32, the nucleus kept no token and sampling failed
+    answer = client.chat.completions.create(model="tiny", max_tokens=3, top_p=5e-324, seed=0,
+                                            messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content is not None and answer.usage.completion_tokens >= 1

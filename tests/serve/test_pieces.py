@@ -65,6 +65,7 @@ def test_top_p_keeps_the_smallest_likely_set():
     probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
     assert (_top_p(probs.clone(), 0.7) > 0).tolist() == [True, True, False, False]
     assert (_top_p(probs.clone(), 0.5) > 0).tolist() == [True, False, False, False]
+    assert (_top_p(probs.clone(), 5e-324) > 0).tolist() == [True, False, False, False]  # 0.0 in float32
 
 
 def test_penalties_follow_openai_formula_and_greedy_is_argmax():

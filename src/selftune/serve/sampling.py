@@ -54,8 +54,11 @@ class Sampler:
 
 
 def _top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Keep the smallest set of most likely tokens whose probability reaches ``top_p``."""
+    """Keep the smallest set of most likely tokens whose probability reaches ``top_p``; always the most
+    likely one (a ``top_p`` as small as 5e-324 is 0.0 in float32 and would otherwise keep none)."""
     sorted_probs, order = torch.sort(probs, descending=True)
     before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs  # mass of the tokens ranked above
-    sorted_probs[before >= top_p] = 0.0
+    dropped = before >= top_p
+    dropped[0] = False
+    sorted_probs[dropped] = 0.0
     return torch.zeros_like(probs).scatter_(0, order, sorted_probs)
