@@ -19,6 +19,7 @@ from selftune.api.fine_tuning.protocol import FineTuningJob
 from selftune.api.fine_tuning.router import Jobs
 from selftune.dashboard.access import Who
 from selftune.dashboard.render import number, render, utc
+from selftune.dashboard.views import file_name
 
 router = APIRouter(include_in_schema=False)
 MIN_JOBS, MAX_JOBS = 2, 8
@@ -61,13 +62,8 @@ def compare_page(request: Request, who: Who, service: Jobs, files: Files,
 
 # ---- settings -------------------------------------------------------------------------------------
 def _file_names(files, org: str, jobs: list[FineTuningJob]) -> dict[str, str]:
-    names: dict[str, str] = {}
-    for file_id in {f for j in jobs for f in (j.training_file, j.validation_file) if f}:
-        try:
-            names[file_id] = files.retrieve(org, file_id).filename
-        except APIError:
-            names[file_id] = "(deleted)"
-    return names
+    return {file_id: file_name(files, org, file_id) or "(deleted)"
+            for file_id in {f for j in jobs for f in (j.training_file, j.validation_file) if f}}
 
 
 def _outcome(service, org: str, job: FineTuningJob) -> dict[str, Any]:

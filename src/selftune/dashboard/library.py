@@ -24,6 +24,7 @@ from selftune.api.models.router import Models
 from selftune.api.pagination import MAX_LIMIT
 from selftune.dashboard.access import PostedBy, Who
 from selftune.dashboard.render import render, secure
+from selftune.dashboard.views import file_name
 from selftune.errors import SelftuneError
 from selftune.jobs.lifecycle import JobStatus
 from selftune.models.catalog import base_models
@@ -45,13 +46,6 @@ class TrainedModels:
     model: str | None
     training_name: str | None  # the training file's name; None once the file is deleted
     checkpoints: list = field(default_factory=list)  # FineTuningJobCheckpoint, newest first
-
-
-def _file_name(files, org: str, file_id: str) -> str | None:
-    try:
-        return files.retrieve(org, file_id).filename
-    except APIError:
-        return None
 
 
 def trained_models(org: str, models, jobs, files=None) -> list[TrainedModels]:
@@ -84,7 +78,7 @@ def trained_models(org: str, models, jobs, files=None) -> list[TrainedModels]:
         model = owner.get(job.id)
         if model is None and not checkpoints:
             continue
-        name = _file_name(files, org, job.training_file) if files is not None else None
+        name = file_name(files, org, job.training_file) if files is not None else None
         entries.append(TrainedModels(job, model, name, checkpoints))
     return entries
 

@@ -89,7 +89,8 @@ def jobs_table(request: Request, who: Who, service: Jobs, filters: Filters):
 
 
 # ---- one job --------------------------------------------------------------------------------------
-def _file_name(files, org: str, file_id: str | None) -> str | None:
+def file_name(files, org: str, file_id: str | None) -> str | None:
+    """The name a file of ``org`` was uploaded with; None when there is none, or it has been deleted."""
     if not file_id:
         return None
     try:
@@ -104,7 +105,7 @@ def _summary_context(service, files, who, job: FineTuningJob, problem: str | Non
     return {"job": job, "progress": service.progress(who.org, [job.id]).get(job.id), "active": job.status in ACTIVE,
             "can_pause": job.status in PAUSABLE, "can_resume": job.status == JobStatus.PAUSED, "problem": problem,
             "hyperparameters": job.method.get(method, {}).get("hyperparameters", {}),
-            "results": [(file_id, _file_name(files, who.org, file_id)) for file_id in job.result_files]}
+            "results": [(file_id, file_name(files, who.org, file_id)) for file_id in job.result_files]}
 
 
 def _events_context(service, who, job: FineTuningJob) -> dict:
@@ -125,8 +126,8 @@ def job_page(request: Request, job_id: str, who: Who, service: Jobs, files: File
         return render(request, who, "error.html", status_code=exc.status, message=exc.message)
     return render(request, who, "job.html", **_summary_context(service, files, who, job),
                   **_events_context(service, who, job), **_checkpoints_context(service, who, job),
-                  training_name=_file_name(files, who.org, job.training_file),
-                  validation_name=_file_name(files, who.org, job.validation_file))
+                  training_name=file_name(files, who.org, job.training_file),
+                  validation_name=file_name(files, who.org, job.validation_file))
 
 
 def _fragment(request: Request, who, service, job_id: str, name: str, context) -> object:
