@@ -55,10 +55,10 @@ def precision_name(dtype) -> str:
 
 
 def chosen_precision() -> str:
-    """The precision a job with default settings trains in on this machine."""
-    from selftune.hardware import autocast_dtype, training_device
+    """The precision a job with default settings trains in on this machine (hardware's one choice)."""
+    from selftune.hardware import paths, training_device
 
-    return precision_name(autocast_dtype(training_device()))
+    return paths(device=training_device()).precision
 
 
 def machine_fingerprint(precision: str | None = None) -> str:
