@@ -17,7 +17,8 @@ def test_cookbook_flow(client, tmp_path, chat_rows, upload, wait_for, all_events
     job = client.fine_tuning.jobs.create(
         model="tiny", training_file=training.id, validation_file=validation.id, suffix="intents",
         seed=7, metadata={"team": "support"},
-        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 8}}})
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 8,
+                                                                      "time_budget": 600}}})
     assert job.status == "validating_files"
     assert job.hyperparameters.n_epochs == 2 and job.hyperparameters.learning_rate_multiplier == "auto"
     assert job.organization_id == "local" and job.seed == 7 and job.metadata == {"team": "support"}
@@ -28,6 +29,7 @@ def test_cookbook_flow(client, tmp_path, chat_rows, upload, wait_for, all_events
     assert job.hyperparameters.learning_rate_multiplier == 1.0  # "auto" resolved once training started
     assert job.trained_tokens > 0 and job.finished_at >= job.created_at and job.estimated_finish is None
     assert job.method.type == "supervised" and job.method.supervised.hyperparameters.batch_size == 8
+    assert job.method.supervised.hyperparameters.time_budget == 600  # selftune's extension reached the trainer
 
     events = all_events(client, job.id)
     messages = [e.message for e in events]

@@ -54,6 +54,9 @@ def test_job_requests_refused_with_param(client, files):
         (dict(model="tiny", training_file=files["chat"],
               method={"type": "supervised", "supervised": {"hyperparameters": {"beta": 0.1}}}),
          "method.supervised.hyperparameters.beta"),
+        (dict(model="tiny", training_file=files["chat"],
+              method={"type": "supervised", "supervised": {"hyperparameters": {"time_budget": "10m"}}}),
+         "method.supervised.hyperparameters.time_budget"),
         (dict(model="tiny", training_file=files["chat"], method={"type": "reinforcement"}), "method.type"),
         (dict(model="tiny", training_file=files["chat"], suffix="has:colon"), "suffix"),
         (dict(model="tiny", training_file=files["chat"], metadata={"k": "v" * 513}), "metadata.k"),
@@ -64,6 +67,9 @@ def test_job_requests_refused_with_param(client, files):
         assert error.body["message"], kwargs
     error = refused(lambda: create(model="tiny", training_file=files["broken"].id))
     assert "Line 3" in error.message
+    # a value no member of the field's union accepts: one message naming what each member wants
+    error = refused(lambda: create(model="tiny", training_file=files["chat"], hyperparameters={"n_epochs": "two"}))
+    assert error.body["message"] == ("hyperparameters.n_epochs: Input should be 'auto', a valid integer or a valid number")
 
 
 def test_missing_objects_are_404(client, files):

@@ -68,8 +68,8 @@ def test_resume_goes_back_to_the_queue_only_after_a_start():
 def test_the_method_table():
     assert list(METHODS) == ["supervised", "dpo"]
     assert METHODS[Method.SUPERVISED].file_format == "sft" and METHODS[Method.DPO].file_format == "dpo"
-    assert METHODS[Method.SUPERVISED].hyperparameters == SHARED_HYPERPARAMETERS
-    assert METHODS[Method.DPO].hyperparameters == (*SHARED_HYPERPARAMETERS, "beta")
+    assert METHODS[Method.SUPERVISED].hyperparameters == (*SHARED_HYPERPARAMETERS, "time_budget")
+    assert METHODS[Method.DPO].hyperparameters == (*SHARED_HYPERPARAMETERS, "beta", "time_budget")
     assert format_name("sft") == "chat (messages)" and format_name(None) == "another"
 
 
@@ -80,6 +80,8 @@ def test_the_method_table():
     ("batch_size", True, "batch_size must be 'auto' or an integer, not True"),
     ("learning_rate_multiplier", 0, "learning_rate_multiplier must be 'auto' or in (0, 10], not 0"),
     ("beta", "x", "beta must be 'auto' or a number, not 'x'"), ("beta", 2, None),
+    ("time_budget", 600, None), ("time_budget", 0, "time_budget must be 'auto' or in (0, 604800], not 0"),
+    ("time_budget", "10m", "time_budget must be 'auto' or a number, not '10m'"),
 ])
 def test_one_range_per_hyperparameter(name, value, problem):
     assert hyperparameter_problem(name, value) == problem
@@ -91,6 +93,9 @@ def test_train_config_takes_a_methods_hyperparameters_only(tmp_path):
         TrainConfig(train_file=tmp_path / "t", beta=0.5)
     with pytest.raises(ValidationError, match=r"n_epochs must be 'auto' or in \[1, 50\], not 99"):
         TrainConfig(train_file=tmp_path / "t", n_epochs=99)
+    # a job without a budget carries "auto": no budget; the CLI's None means the same
+    assert TrainConfig(train_file=tmp_path / "t", time_budget="auto").time_budget is None
+    assert TrainConfig(train_file=tmp_path / "t", time_budget=90).time_budget == 90
 
 
 def file(status="processed", purpose="fine-tune", fmt="sft", details=None) -> FileRow:

@@ -72,7 +72,8 @@ def test_relay_is_exactly_once(tmp_path):
     with db.transaction() as session:
         job = session.scalar(select(JobRow))
         assert job.last_step_reported == 2
-        assert job.resolved_hyperparameters == {"batch_size": 8, "learning_rate_multiplier": 1.0, "n_epochs": 2}
+        assert job.resolved_hyperparameters == {"batch_size": 8, "learning_rate_multiplier": 1.0, "n_epochs": 2,
+                                                "time_budget": None}
 
 
 def test_an_unreadable_line_is_skipped_not_fatal(tmp_path):
@@ -103,7 +104,7 @@ def test_the_relay_reads_what_the_trainer_writes(tmp_path, tiny_model):
     with db.transaction() as session:
         job = session.scalar(select(JobRow))
         assert job.resolved_hyperparameters == {"batch_size": 4, "learning_rate_multiplier": 1.0, "n_epochs": 2,
-                                                "beta": 0.2}
+                                                "beta": 0.2, "time_budget": None}
         checkpoints = list(session.scalars(select(CheckpointRow).order_by(CheckpointRow.step_number)))
     assert [c.model for c in checkpoints] == [f"ft:tiny:local:s:1:ckpt-step-{c.step_number}" for c in checkpoints]
     last = checkpoints[-1]

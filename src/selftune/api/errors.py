@@ -6,6 +6,8 @@ routes into that shape, so the SDK raises its own typed exceptions (BadRequestEr
 
 from __future__ import annotations
 
+import re
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -65,10 +67,26 @@ def invalid_value(errors) -> APIError:
     """The first of pydantic's ``errors()`` as a 400 naming its field: what a request body that does not
     parse gets (the API's handler, and the dashboard's forms built on the same request models)."""
     first = errors[0] if errors else {}
-    location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form")]
-    param = ".".join(location) or None
-    message = f"{param}: {first.get('msg')}" if param else str(first.get("msg", "invalid request"))
+    param = _param_of(first)
+    # a value no member of a union accepts gets one error per member: say them together
+    wanted = [e.get("msg", "") for e in errors if _param_of(e) == param]
+    if len(wanted) > 1 and all(w.startswith(_SHOULD) for w in wanted):
+        said = [w.removeprefix(_SHOULD).split(",")[0] for w in wanted]
+        reason = _SHOULD + (", ".join(said[:-1]) + " or " + said[-1])
+    else:
+        reason = str(first.get("msg", "invalid request"))
+    message = f"{param}: {reason}" if param else reason
     return APIError(400, message, param=param, code="invalid_value")
+
+
+_SHOULD = "Input should be "
+# the parts of a pydantic error location that name a union member, not a field: literal['auto'], int, ...
+_UNION_MEMBER = re.compile(r"^([a-z-]+\[.*\]|int|float|str|bool|bytes|list|dict|none)$")
+
+
+def _param_of(error: dict) -> str | None:
+    location = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "form")]
+    return ".".join(p for p in location if not _UNION_MEMBER.match(p)) or None
 
 
 def install_handlers(app: FastAPI) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from selftune.models.registry import DEFAULT_MODEL
 from selftune.train.methods import HYPERPARAMETERS, Method, method_spec, methods_taking, one_of
@@ -56,10 +56,18 @@ class TrainConfig(BaseModel):
     events_file: Path | None = Field(None, description="Append one JSON line per step, evaluation, checkpoint.")
     progress: bool = Field(False, description="Show a progress bar on the terminal.")
 
+    @field_validator("time_budget", mode="before")
+    @classmethod
+    def _no_budget(cls, value):
+        """The API's ``"auto"`` time budget (what a job without one carries) is no budget."""
+        return None if value == "auto" else value
+
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
         for name, hyperparameter in HYPERPARAMETERS.items():
             value = getattr(self, name)
+            if value is None:  # time_budget: None is its "auto"
+                continue
             problem = hyperparameter.problem(value)
             if problem:
                 raise ValueError(problem)

@@ -28,6 +28,7 @@ class Hyperparameters:
     beta: float | None
     lora_rank: int | None
     lora_alpha: int | None
+    time_budget: float | None = None  # seconds; None: train the whole schedule
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,6 +49,7 @@ def resolve(config: TrainConfig, n_examples: int) -> Hyperparameters:
         learning_rate=spec.base_learning_rate["full" if config.full else "lora"] * multiplier, beta=beta,
         lora_rank=None if config.full else config.lora_rank,
         lora_alpha=None if config.full else (config.lora_alpha or 2 * config.lora_rank),
+        time_budget=config.time_budget,
     )
 
 

@@ -52,9 +52,13 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {h.name: h for h in (
     Hyperparameter("learning_rate_multiplier", float, 0, 10, False),
     Hyperparameter("n_epochs", int, 1, 50, True),
     Hyperparameter("beta", float, 0, 2, False),
+    Hyperparameter("time_budget", float, 0, 7 * 24 * 3600, False),
 )}
 # the hosted API's older, top-level ``hyperparameters`` field shows these (every method takes them)
 SHARED_HYPERPARAMETERS = ("batch_size", "learning_rate_multiplier", "n_epochs")
+# selftune's own: seconds the training may take (``"auto"``: no budget). The hosted API has no such
+# knob; a CPU user with more data than time needs it (docs/api.md, "Extensions").
+EXTENSION_HYPERPARAMETERS = ("time_budget",)
 
 
 @dataclass(frozen=True)
@@ -67,10 +71,10 @@ class MethodSpec:
 
 
 METHODS: dict[Method, MethodSpec] = {spec.method: spec for spec in (
-    MethodSpec(Method.SUPERVISED, "sft", "chat (messages)", SHARED_HYPERPARAMETERS,
+    MethodSpec(Method.SUPERVISED, "sft", "chat (messages)", (*SHARED_HYPERPARAMETERS, *EXTENSION_HYPERPARAMETERS),
                {"lora": 1e-3, "full": 5e-5}),
     MethodSpec(Method.DPO, "dpo", "preference (input, preferred_output, non_preferred_output)",
-               (*SHARED_HYPERPARAMETERS, "beta"), {"lora": 5e-5, "full": 1e-6}),
+               (*SHARED_HYPERPARAMETERS, "beta", *EXTENSION_HYPERPARAMETERS), {"lora": 5e-5, "full": 1e-6}),
 )}
 
 
