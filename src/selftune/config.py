@@ -52,6 +52,10 @@ class Settings(BaseSettings):
                              description="Serving precision; auto: bf16 where the hardware has it.")
     serve_kv_tokens: int = Field(32768, ge=256, description="Tokens the serving KV cache holds, all requests together.")
     serve_max_adapters: int = Field(8, ge=1, description="LoRA adapters kept in memory (least recently used evicted).")
+    serve_max_queued: int = Field(
+        64, ge=1, description="Chat completion sequences that may wait for the engine (admitted, no token yet) "
+                              "at once; past that a new request gets a 429 with Retry-After at once, instead "
+                              "of queueing without end. Bounds waiting time and the prompts held in memory.")
 
     @property
     def database(self) -> str:

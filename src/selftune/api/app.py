@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None, embedded_worker: bool = True) -
         app.state.jobs = JobService(db=db)
         app.state.models = ModelService(db=db)
         app.state.chat = ChatService(db=db, engine_factory=lambda: _serving_engine(settings),
-                                     stored=StoredCompletions(db))
+                                     stored=StoredCompletions(db), max_queued=settings.serve_max_queued)
         app.state.evaluations = EvaluationService(db=db, root=reports_root(settings),
                                                   run_keys=app.state.run_keys)
         app.state.files.validate_pending()

@@ -34,20 +34,26 @@ class ErrorBody(BaseModel):
 
 WHY = {400: "Invalid request: `param` names the field.", 401: "Missing or unknown API key.",
        403: "Not allowed on this object.", 404: "No such object (or another organisation's: the same answer).",
-       409: "The object is in a state that forbids this.", 413: "The upload is larger than the server's limit."}
+       409: "The object is in a state that forbids this.", 413: "The upload is larger than the server's limit.",
+       429: "Too many requests wait for the model: retry after `Retry-After` seconds (the openai SDK does)."}
 
 
 def error_responses(*statuses: int) -> dict:
     """The ``responses=`` of a route that may answer ``statuses`` (plus 400 and 401, which every /v1 route
     may) in the error shape."""
-    return {status: {"model": ErrorBody, "description": WHY[status]} for status in sorted({400, 401, *statuses})}
+    responses = {status: {"model": ErrorBody, "description": WHY[status]} for status in sorted({400, 401, *statuses})}
+    if 429 in responses:
+        responses[429]["headers"] = {"Retry-After": {"description": "Seconds to wait before trying again (1-60).",
+                                                     "schema": {"type": "integer"}}}
+    return responses
 
 
 class APIError(Exception):
     def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 type: str = "invalid_request_error"):
+                 type: str = "invalid_request_error", headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.type = status, message, param, code, type
+        self.headers = headers
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
@@ -61,6 +67,14 @@ def not_found(kind: str, id_: str, param: str | None = None) -> APIError:
     """The answer for something absent and for something another organisation owns: identical."""
     code = kind.replace(" ", "_").replace("-", "_") + "_not_found"
     return APIError(404, f"No such {kind}: '{id_}'", param=param, code=code)
+
+
+def rate_limited(message: str, retry_after: int) -> APIError:
+    """A 429 as the hosted API sends for its request rate limits (``type: requests``, code
+    ``rate_limit_exceeded``), with ``Retry-After`` in whole seconds: the openai SDK waits that long and
+    sends the request again (twice by default) before it raises ``RateLimitError``."""
+    return APIError(429, message, type="requests", code="rate_limit_exceeded",
+                    headers={"Retry-After": str(retry_after)})
 
 
 def invalid_value(errors) -> APIError:
@@ -92,7 +106,7 @@ def _param_of(error: dict) -> str | None:
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_request: Request, exc: APIError):
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(DatabaseBusy)  # SQLite's write lock held past the busy timeout: retry, not a 500
     async def _busy(_request: Request, exc: DatabaseBusy):

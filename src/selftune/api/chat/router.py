@@ -51,7 +51,7 @@ class MetadataUpdate(BaseModel):
     metadata: dict[str, str] | None = Field(json_schema_extra=METADATA_SCHEMA)
 
 
-@router.post("/completions", response_model=ChatCompletion, responses={**error_responses(404), 200: {
+@router.post("/completions", response_model=ChatCompletion, responses={**error_responses(404, 429), 200: {
     "description": "The completion; with `stream: true`, server-sent events of chat.completion.chunk objects.",
     "content": {"text/event-stream": {"schema": {"type": "string"}}},
     **_stored_links("$response.body#/id")}})

@@ -2,7 +2,9 @@
 
 Every parameter is either honoured or refused with a 400 that names it. The engine runs in its own
 thread; its events cross into the event loop through an asyncio queue, so the API keeps answering
-while it generates.
+while it generates. A request first enters the engine's waiting room (:class:`Admission`): when
+``SELFTUNE_SERVE_MAX_QUEUED`` sequences wait already, it is refused with a 429 and ``Retry-After``
+before any work is done for it.
 """
 
 from __future__ import annotations
@@ -35,11 +37,21 @@ from selftune.api.chat.protocol import (
     Usage,
 )
 from selftune.api.chat.stored import StoredCompletions
-from selftune.api.errors import APIError, bad_request, not_found
+from selftune.api.errors import APIError, bad_request, not_found, rate_limited
 from selftune.api.metadata import check_metadata
 from selftune.api.models.service import find_fine_tuned
 from selftune.models.catalog import base_models
-from selftune.serve.engine import Engine, Finished, GenerationRequest, SamplingParams, ServedModel, Token
+from selftune.serve.engine import (
+    Admission,
+    Engine,
+    Finished,
+    GenerationRequest,
+    QueueFull,
+    SamplingParams,
+    ServedModel,
+    Ticket,
+    Token,
+)
 from selftune.store.db import Database
 from selftune.store.tables import JobRow, new_id
 
@@ -54,8 +66,10 @@ SHUTTING_DOWN = object()  # put into the running answers' queues by shut_down()
 
 
 class ChatService:
-    def __init__(self, *, db: Database, engine_factory: Callable[[], Engine], stored: StoredCompletions):
+    def __init__(self, *, db: Database, engine_factory: Callable[[], Engine], stored: StoredCompletions,
+                 max_queued: int):
         self.db = db
+        self.admission = Admission(max_queued)
         self.stored = stored
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
@@ -83,6 +97,25 @@ class ChatService:
             self._engine.close()
 
     # ---- the request ---------------------------------------------------------------------------
+    def admit(self, request: ChatCompletionRequest) -> Ticket:
+        """A place in the waiting room for each of the request's sequences, or a 429 at once (no model work)."""
+        try:
+            return self.admission.enter(request.n or 1)
+        except QueueFull as full:
+            raise rate_limited(f"The server is busy: {full.waiting} requests are waiting for the model (its limit, "
+                               f"SELFTUNE_SERVE_MAX_QUEUED, is {full.limit}). Please try again in "
+                               f"{full.retry_after}s.", full.retry_after) from None
+
+    async def _prepared(self, org: str, request: ChatCompletionRequest):
+        """Admission, then :meth:`prepare` off the event loop; a refused request gives its places back."""
+        ticket = self.admit(request)
+        try:
+            model, prompt, params = await run_in_threadpool(self.prepare, org, request)
+        except BaseException:
+            ticket.close()
+            raise
+        return ticket, model, prompt, params
+
     def served_model(self, org: str, model_id: str) -> ServedModel:
         bases = base_models()
         if model_id in bases:
@@ -161,45 +194,50 @@ class ChatService:
         return model, prompt, params
 
     # ---- generation ----------------------------------------------------------------------------
-    async def _events(self, model: ServedModel, prompt: list[int], params: SamplingParams,
-                      n: int) -> AsyncIterator[tuple[int, Token | Finished]]:
-        """(choice index, event) as the engine produces them, for n sequences of one prompt."""
+    async def _events(self, model: ServedModel, prompt: list[int], params: SamplingParams, n: int,
+                      ticket: Ticket) -> AsyncIterator[tuple[int, Token | Finished]]:
+        """(choice index, event) as the engine produces them, for n sequences of one prompt. Each sequence
+        leaves the waiting room with its first event; the ticket is closed whatever happens."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
-        engine = self.engine()
-        handles = []
-        if self._closing:
-            raise shutting_down()
-        self._queues.add((loop, queue))
-        for i in range(n):
-            seeded = params if params.seed is None else dataclasses.replace(params, seed=params.seed + i)
-
-            def emit(event, i=i):
-                loop.call_soon_threadsafe(queue.put_nowait, (i, event))
-
-            handles.append(engine.submit(GenerationRequest(model, prompt, seeded), emit))
-        finished = 0
+        handles, running = [], set()
         try:
+            engine = self.engine()
+            if self._closing:
+                raise shutting_down()
+            self._queues.add((loop, queue))
+            for i in range(n):
+                seeded = params if params.seed is None else dataclasses.replace(params, seed=params.seed + i)
+
+                def emit(event, i=i):
+                    loop.call_soon_threadsafe(queue.put_nowait, (i, event))
+
+                handles.append(engine.submit(GenerationRequest(model, prompt, seeded), emit))
+            finished = 0
             while finished < n:
                 i, event = await queue.get()
                 if event is SHUTTING_DOWN:
                     raise shutting_down()
+                if i not in running:
+                    running.add(i)
+                    ticket.started()
                 if isinstance(event, Finished):
                     finished += 1
                     if event.reason == "error":
                         raise generation_failed(event.error)
                 yield i, event
         finally:
+            ticket.close()
             self._queues.discard((loop, queue))
             for handle in handles:  # the client went away, or an error: free the engine's slots
                 handle.cancel()
 
     async def complete(self, org: str, request: ChatCompletionRequest) -> ChatCompletion:
-        model, prompt, params = await run_in_threadpool(self.prepare, org, request)
+        ticket, model, prompt, params = await self._prepared(org, request)
         n = request.n or 1
         texts, logprobs, finals = [""] * n, [[] for _ in range(n)], [None] * n
         tokenizer = self.engine().tokenizer(model)
-        async for i, event in self._events(model, prompt, params, n):
+        async for i, event in self._events(model, prompt, params, n, ticket):
             if isinstance(event, Token):
                 texts[i] += event.text
                 if params.logprobs and event.choice is not None:
@@ -234,12 +272,12 @@ class ChatService:
 
     async def stream(self, org: str, request: ChatCompletionRequest) -> AsyncIterator[str]:
         """Server-sent events in the hosted format, always ending with ``data: [DONE]``; 400s are raised
-        before the first byte, so they arrive as ordinary error responses, and a fault after it arrives as
-        one error event (the client sees an error, never a cut connection)."""
-        model, prompt, params = await run_in_threadpool(self.prepare, org, request)
-        return self._stream(org, model, prompt, params, request)
+        before the first byte, so they arrive as ordinary error responses (a full waiting room's 429 too),
+        and a fault after it arrives as one error event (the client sees an error, never a cut connection)."""
+        ticket, model, prompt, params = await self._prepared(org, request)
+        return self._stream(org, model, prompt, params, request, ticket)
 
-    async def _stream(self, org, model, prompt, params, request) -> AsyncIterator[str]:
+    async def _stream(self, org, model, prompt, params, request, ticket: Ticket) -> AsyncIterator[str]:
         n = request.n or 1
         chunk_id, created = new_id("chatcmpl-"), int(time.time())
         tokenizer = self.engine().tokenizer(model)
@@ -255,7 +293,7 @@ class ChatService:
         held = [""] * n  # the whole answers; with tools they are sent whole (only then is a call known to be one)
         finals: list[Finished | None] = [None] * n
         try:
-            async for i, event in self._events(model, prompt, params, n):
+            async for i, event in self._events(model, prompt, params, n, ticket):
                 if isinstance(event, Token):
                     held[i] += event.text
                     logprobs = (ChoiceLogprobs(content=[_token_logprob(tokenizer, event.choice)])
