@@ -200,8 +200,10 @@ def main() -> None:
         data = work / "train.jsonl"
         data.write_text("".join(args.data.read_text().splitlines(keepends=True)[:args.examples]))
         env = environment(home, args.policy)
-        subprocess.run([sys.executable, "-c", f"from selftune.models.resolve import resolve_model; "
-                        f"resolve_model({MODEL!r})"], env=env, check=True)  # converted once, not in a phase
+        warm = subprocess.run([sys.executable, "-c", f"from selftune.models.resolve import resolve_model; "
+                               f"resolve_model({MODEL!r})"], env=env, capture_output=True, text=True)
+        if warm.returncode:  # the model is converted once here, not inside a measured phase
+            sys.exit(f"could not prepare {MODEL}:\n{warm.stderr[-2000:]}")
         port = free_port()
         server = start_server(home, port, env)
         try:
