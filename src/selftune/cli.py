@@ -303,8 +303,10 @@ def train(
     events: Annotated[Optional[Path], option(TrainConfig, "events_file", "--events")] = TRAIN.events_file,
     # on by default here (shown only when the output is a terminal), off in the Python API
     progress: Annotated[bool, option(TrainConfig, "progress")] = True,
+    reserve_cores: ReserveCoresOption = None,
 ) -> None:
     """Fine-tune a base model: LoRA (default) or --full, supervised or DPO."""
+    _share_cpu(reserve_cores)
     from transformers.utils import logging as transformers_logging
 
     from selftune.train import run
@@ -420,7 +422,7 @@ def _doctor_lines(found: dict[str, Any]) -> list[str]:
     lines += ["will use",
               f"  training   {p['precision']} on {p['device']} — {p['why']}",
               f"  serving    {p['serve_dtype']} (serve_dtype=auto)",
-              f"  threads    {p['threads']} per process (one per physical core)",
+              *_sharing_lines(found.get("sharing"), p["threads"]),
               f"  matmuls    {p['matmuls']}"]
     if m:
         load, usable = m["load_average"], c["usable_cores"]
@@ -434,6 +436,16 @@ def _doctor_lines(found: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _sharing_lines(sharing: dict[str, Any] | None, threads: int) -> list[str]:
+    """How a new training or serving process would share the CPU now (selftune.threads)."""
+    if not sharing:  # --cpuinfo: another machine, nothing running there is known
+        return [f"  threads    {threads} per process (one per physical core)"]
+    others = ", ".join(f"{o['kind']} pid {o['pid']} ({o['threads']} thread(s))" for o in sharing["others"])
+    return [f"  threads    {sharing['threads']} for a new training or serving process — {sharing['why']}",
+            f"  sharing    reserved cores {sharing['reserved']}, other selftune compute processes: {others or 'none'}; "
+            f"OpenMP waiting: {sharing['wait_policy']}"]
+
+
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 HomeOption = Annotated[Optional[Path], typer.Option("--home", help="SELFTUNE_HOME: database, files, jobs and models.")]
 
@@ -445,8 +457,10 @@ def serve(
     home: HomeOption = None,
     worker: Annotated[bool, typer.Option(help="Run a worker inside the server (--no-worker: API only).")] = True,
     insecure: Annotated[bool, typer.Option(help="Allow a non-loopback address without SELFTUNE_API_KEYS.")] = False,
+    reserve_cores: ReserveCoresOption = None,
 ) -> None:
     """Serve the OpenAI-compatible Files, Fine-tuning Jobs and Models APIs (point the openai SDK's base_url here)."""
+    _share_cpu(reserve_cores)
     from selftune.api.app import create_app
     from selftune.api.server import run
     from selftune.config import get_settings
@@ -465,8 +479,9 @@ def serve(
 
 
 @app.command("worker")
-def worker_command(home: HomeOption = None) -> None:
+def worker_command(home: HomeOption = None, reserve_cores: ReserveCoresOption = None) -> None:
     """Run a worker alone: it trains queued jobs from SELFTUNE_DATABASE_URL (several may share one queue)."""
+    _share_cpu(reserve_cores)
     import signal
 
     from selftune.jobs.worker import Worker
@@ -811,6 +826,21 @@ def _service_settings():
     except (ValidationError, ValueError) as exc:
         raise SelftuneError(str(exc).splitlines()[0]) from None
     return settings
+
+
+ReserveCoresOption = Annotated[Optional[int], typer.Option(
+    "--reserve-cores", min=0, help="SELFTUNE_RESERVED_CORES: cores left to other programs; training and "
+                                   "serving share out the rest.")]
+
+
+def _share_cpu(reserve_cores: int | None) -> None:
+    """Before torch loads: the operator's reserved cores (inherited by training children) and passive
+    OpenMP waiting (selftune.threads)."""
+    from selftune.threads import RESERVED_ENV, passive_waiting
+
+    if reserve_cores is not None:
+        os.environ[RESERVED_ENV] = str(reserve_cores)
+    passive_waiting()
 
 
 def main() -> None:

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         30.0, gt=0, description="A running job whose worker has not been heard from for this long is "
                                 "taken over by another worker (after a crash), resuming from its checkpoint.")
     metrics_every: int = Field(10, ge=1, description="Relay a training-step metrics event every N steps.")
+    reserved_cores: int = Field(
+        0, ge=0, description="Cores selftune leaves to other programs: training and serving share out the rest "
+                             "(selftune.threads; `selftune doctor` shows the decision).")
 
     serve_engine: str = Field("auto", pattern="^(auto|embedded|vllm)$",
                               description="Serving engine; auto: vLLM where it is installed and a CUDA GPU is "

@@ -347,4 +347,11 @@ def report(measure: bool = True, cpuinfo: str | None = None) -> dict[str, Any]:
         "paths": {**asdict(chosen), "bf16_native": chosen.bf16_native},
         "matmul": peaks,
         "note": bf16_note(chosen, peaks),
+        "sharing": _sharing() if cpuinfo is None else None,
     }
+
+
+def _sharing() -> dict[str, Any]:
+    from selftune.threads import report as threads_report
+
+    return threads_report()

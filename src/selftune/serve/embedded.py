@@ -31,6 +31,7 @@ from selftune.serve.sampling import Sampler
 
 log = logging.getLogger(__name__)
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
+IDLE_SECONDS = 2.0  # no request for this long: the engine stops counting as a process that computes
 
 
 @dataclass
@@ -135,16 +136,20 @@ class EmbeddedEngine(Engine):
 
     def __init__(self, *, dtype: str = "auto", kv_tokens: int = 32768, step_tokens: int = 512,
                  max_running: int = 64, max_adapters: int = 8, threads: int | None = None):
-        from selftune.hardware import autocast_dtype, set_threads, training_device
+        from selftune.hardware import autocast_dtype, training_device
+        from selftune.threads import ComputeShare
 
         super().__init__(kv_tokens)
         self.device = training_device()
         self.dtype = autocast_dtype(self.device, dtype) or torch.float32
         self.step_tokens, self.max_running, self.max_adapters = step_tokens, max_running, max_adapters
-        if threads:
-            torch.set_num_threads(threads)
+        # a fixed count when given; else a share of the cores, re-decided by the scheduler thread while it
+        # works (selftune.threads): counted by a training job only while requests are running
+        self._cpu_share = None if threads else ComputeShare("engine", active=False)
+        if self._cpu_share:
+            self._cpu_share.apply()
         else:
-            set_threads()
+            torch.set_num_threads(threads)
         self.base: _LoadedBase | None = None
         self._waiting: deque[_Sequence] = deque()
         self._running: list[_Sequence] = []
@@ -174,15 +179,20 @@ class EmbeddedEngine(Engine):
             self._closed = True
             self._cond.notify()
         self._thread.join(timeout=10)
+        if self._cpu_share:
+            self._cpu_share.close()
 
     # ---- the scheduler -----------------------------------------------------------------------------
     def _loop(self) -> None:
         while True:
             with self._cond:
                 while not self._closed and not self._waiting and not self._running:
-                    self._cond.wait()
+                    if not self._cond.wait(timeout=IDLE_SECONDS) and self._cpu_share:
+                        self._cpu_share.set_active(False)  # idle a while: leave the cores to training
                 if self._closed:
                     return
+            if self._cpu_share:
+                self._cpu_share.set_active(True)  # sets this thread's torch threads (OpenMP's are per thread)
             try:
                 self._admit()
                 if self._running:

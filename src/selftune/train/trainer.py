@@ -11,6 +11,7 @@ import json
 import logging
 import shutil
 import time
+import weakref
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -19,10 +20,11 @@ from pathlib import Path
 import torch
 
 from selftune.errors import SelftuneError
-from selftune.hardware import autocast_dtype, set_threads, training_device
+from selftune.hardware import autocast_dtype, training_device
 from selftune.models.resolve import resolve_model
 from selftune.models.tokenizer import context_length, load_tokenizer
 from selftune.store.atomic import atomic_write
+from selftune.threads import ComputeShare
 from selftune.train import checkpoint as ckpt
 from selftune.train.batching import epoch_steps, micro_batches
 from selftune.train.config import TrainConfig
@@ -93,7 +95,10 @@ class Trainer:
         self._setup_started = time.perf_counter()
         self.device = training_device()
         self.dist = init_distributed(self.device)
-        self.threads = set_threads(processes=self.dist.local_world_size)
+        # this process's share of the cores, re-checked after every step (when it polls should_stop)
+        self.cpu_share = ComputeShare("train", processes=self.dist.local_world_size)
+        self.threads, self.should_stop = self.cpu_share.apply(), self.cpu_share.refreshing(self.should_stop)
+        weakref.finalize(self, self.cpu_share.close)
         if self.dist.enabled and self.dist.is_main:
             log.info("data parallel: world size %d, %d thread(s) per process", self.dist.world_size, self.threads)
         if not self.dist.is_main:
