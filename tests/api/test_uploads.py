@@ -4,6 +4,7 @@ the File validated like any fine-tune upload, and another organisation's upload 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 
 import openai
@@ -128,3 +129,37 @@ def test_the_sdks_chunked_helper_uploads_a_file(client, tmp_path):
                                               md5=hashlib.md5(data).hexdigest())
     assert done.status == "completed"
     assert client.files.content(done.file.id).read() == data
+
+
+def test_an_upload_not_completed_within_its_hour_expires_and_its_parts_go(tmp_path):
+    """The service on a real database and blob store; the upload's hour is made to have passed."""
+    from sqlalchemy import update
+
+    from selftune.api.errors import APIError
+    from selftune.api.files.service import FileService
+    from selftune.api.uploads.protocol import UploadCompleteRequest, UploadCreateRequest
+    from selftune.api.uploads.service import UploadService
+    from selftune.store.blobs import BlobStore
+    from selftune.store.db import Database
+    from selftune.store.tables import UploadRow
+
+    db = Database(f"sqlite:///{tmp_path / 'selftune.db'}")
+    files = FileService(db=db, blobs=BlobStore(tmp_path / "files"), max_upload_bytes=1000)
+    try:
+        service = UploadService(files=files)
+        upload = service.create("org", UploadCreateRequest(bytes=3, filename="a.txt", mime_type="text/plain",
+                                                           purpose="user_data"))
+        part = service.add_part("org", upload.id, io.BytesIO(b"abc"))
+        assert files.blobs.path(part.id).is_file()
+        with db.transaction() as session:
+            session.execute(update(UploadRow).where(UploadRow.id == upload.id).values(expires_at=upload.created_at))
+        with pytest.raises(APIError, match="expired") as refused:
+            service.complete("org", upload.id, UploadCompleteRequest(part_ids=[part.id]))
+        assert refused.value.code == "upload_not_pending"
+        service.expire_stale()
+        assert not files.blobs.path(part.id).exists()
+        with db.transaction() as session:
+            assert session.get(UploadRow, 1).status == "expired"
+    finally:
+        files.shutdown()
+        db.dispose()
