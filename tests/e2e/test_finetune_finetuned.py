@@ -1,8 +1,11 @@
 """Fine-tuning a fine-tuned model, through the openai SDK against a server process with two organisations:
 training continues from the first model's adapter (the second job's first loss is the first job's last,
-not the base model's), on the same base (the new id names it), and only in the organisation that owns it."""
+not the base model's), on the same base (the new id names it), and only in the organisation that owns it;
+a DPO job's reference model is the fine-tuned model it starts from."""
 
 from __future__ import annotations
+
+import math
 
 import openai
 import pytest
@@ -52,6 +55,19 @@ def test_a_second_generation_starts_from_the_first_models_weights(server, upload
     assert abs(again - end) < 0.1 * (start - end)  # continued from it (one step further on), not from the base
     assert second.model == first.fine_tuned_model
     assert second.fine_tuned_model == f"ft:tiny:org-a:gen2:{second.id.removeprefix('ftjob-')}"  # names the base
+
+    # DPO from the second model: its reference is that model too, so at the first step policy == reference and
+    # the loss is ln 2 (with the base as reference it was 0.49 here: the model already prefers its answer)
+    row = chat_rows(1)[0]["messages"]
+    pairs = [{"input": {"messages": row[:2]}, "preferred_output": [row[2]],
+              "non_preferred_output": [{"role": "assistant", "content": "refund"}]}] * 12
+    preferences = upload(client, tmp_path / "pairs.jsonl", pairs)
+    job = client.fine_tuning.jobs.create(model=second.fine_tuned_model, training_file=preferences.id, seed=1,
+                                         method={"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 1,
+                                                                                            "batch_size": 1}}})
+    assert wait_for(client, job.id, timeout=300).status == "succeeded"
+    assert _losses(client, job.id)[0] == pytest.approx(math.log(2), abs=0.01)
+
     answer = client.chat.completions.create(model=second.fine_tuned_model, max_tokens=2,
                                             messages=[{"role": "user", "content": "question: about refund"}])
     assert answer.model == second.fine_tuned_model

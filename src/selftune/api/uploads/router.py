@@ -47,6 +47,7 @@ async def add_upload_part(upload_id: str, request: Request, org: Org, service: U
     if declared > MAX_PART_BYTES + MULTIPART_OVERHEAD:  # refuse before reading the body
         raise APIError(413, f"A part may hold at most {MAX_PART_BYTES:,} bytes (64 MB).", param="data",
                        code="part_too_large")
+    await run_in_threadpool(service.check_pending, org, upload_id)  # another's or a finished upload: no body read
     form = await request.form(max_files=1, max_fields=1)  # Starlette spools the file: 1 MB in memory, then disk
     try:
         data = form.get("data")

@@ -61,11 +61,15 @@ class UploadService:
             return to_upload(row)
 
     # ---- parts -------------------------------------------------------------------------------
+    def check_pending(self, org: str, upload_id: str) -> None:
+        """404 or 400 before a part's body is read, when the upload can't take it."""
+        with self.db.transaction() as session:
+            self._pending(session, org, upload_id)
+
     def add_part(self, org: str, upload_id: str, source) -> UploadPart:
         """Stream ``source`` (a file object) into the part's blob; the upload's row is checked before the
         copy (a cancelled upload gets no bytes) and again after it (the parts must fit the declared size)."""
-        with self.db.transaction() as session:
-            self._pending(session, org, upload_id)
+        self.check_pending(org, upload_id)
         part_id = new_id("part_")
         try:
             size, _ = self.blobs.put(part_id, source, MAX_PART_BYTES)
