@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from selftune.api.files.protocol import FileObject
 
+MAX_UPLOAD_BYTES = 8 * 1024**3
+MAX_PART_BYTES = 64 * 1024**2  # the openai SDK's upload_file_chunked sends parts of exactly this size
+
 UploadStatus = Literal["pending", "completed", "cancelled", "expired"]
 
 
@@ -22,7 +25,7 @@ class ExpiresAfter(BaseModel):
 
 class UploadCreateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    bytes: int
+    bytes: int  # checked by the service, so that each refusal names its field
     filename: str
     mime_type: str
     purpose: str

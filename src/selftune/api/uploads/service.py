@@ -21,13 +21,18 @@ from selftune.api.errors import APIError, bad_request, not_found
 from selftune.api.files.protocol import PURPOSES, FileObject
 from selftune.api.files.router import EXPIRES_MAX, EXPIRES_MIN
 from selftune.api.files.service import FileService
-from selftune.api.uploads.protocol import Upload, UploadCompleteRequest, UploadCreateRequest, UploadPart
+from selftune.api.uploads.protocol import (
+    MAX_PART_BYTES,
+    MAX_UPLOAD_BYTES,
+    Upload,
+    UploadCompleteRequest,
+    UploadCreateRequest,
+    UploadPart,
+)
 from selftune.store.blobs import CHUNK, TooLarge
 from selftune.store.tables import UploadPartRow, UploadRow, new_id, now
 
 log = logging.getLogger(__name__)
-MAX_UPLOAD_BYTES = 8 * 1024**3
-MAX_PART_BYTES = 64 * 1024**2  # the openai SDK's upload_file_chunked sends parts of exactly this size
 LIFETIME_SECONDS = 3600
 COMPLETING = "completing"  # internal: a completion is copying the parts (shown as "pending")
 
