@@ -208,14 +208,14 @@ class Trainer:
         for name, data in (("train", self.train_data), ("valid", self.valid_data)):
             if data is None:
                 continue
-            with self._adapter_disabled(), torch.no_grad():
+            with self._as_reference(), torch.no_grad():
                 result[name] = self._pair_logps(data)
         if self.dist.is_main:
             with atomic_write(cache, "wb") as f:
                 torch.save(result, f)
         return result
 
-    def _adapter_disabled(self):
+    def _as_reference(self):
         """The reference model: the base (the adapter switched off), or the fine-tuned model training started
         from (``init_adapter``: the model as loaded, before any step)."""
         if self.config.init_adapter is not None or not hasattr(self.model, "disable_adapter"):
