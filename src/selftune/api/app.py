@@ -27,6 +27,7 @@ from selftune.api.fine_tuning.router import router as jobs_router
 from selftune.api.fine_tuning.service import JobService
 from selftune.api.models.router import router as models_router
 from selftune.api.models.service import ModelService
+from selftune.api.uploads.router import router as uploads_router
 from selftune.config import Settings, get_settings
 from selftune.dashboard import mount as mount_dashboard
 from selftune.store.blobs import BlobStore
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, embedded_worker: bool = True) -
                   generate_unique_id_function=_operation_id)
     install_handlers(app)
     app.include_router(files_router)
+    app.include_router(uploads_router)
     app.include_router(jobs_router)
     app.include_router(models_router)
     app.include_router(chat_router)

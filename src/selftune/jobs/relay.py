@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from selftune.jobs.events import add_event
 from selftune.jobs.workspace import Workspace
-from selftune.models.ids import FineTunedId, fine_tuned_id
+from selftune.models.ids import FineTunedId, base_model_of, fine_tuned_id
 from selftune.store.tables import CheckpointRow, EventRow, JobRow, new_id
 from selftune.train.events import (
     CheckpointEvent,
@@ -131,7 +131,7 @@ def _early_stop(session, job: JobRow, event: EarlyStopEvent, _every: int) -> Non
 
 def planned_id(job: JobRow) -> FineTunedId:
     """The id the job's model gets when it succeeds (its checkpoints are ``.at_step(n)`` of it)."""
-    return fine_tuned_id(job.model, job.org, job.suffix, job.id)
+    return fine_tuned_id(base_model_of(job.model), job.org, job.suffix, job.id)
 
 
 def planned_model_id(job: JobRow) -> str:

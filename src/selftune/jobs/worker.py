@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -34,10 +36,11 @@ from selftune.jobs.workspace import (
     disk_full_message,
 )
 from selftune.models.catalog import base_models
-from selftune.store.atomic import DiskFull
+from selftune.models.ids import base_model_of, parse_fine_tuned_id
+from selftune.store.atomic import DiskFull, atomic_directory
 from selftune.store.blobs import BlobStore
 from selftune.store.db import Database
-from selftune.store.tables import FileRow, JobRow, ModelRow, new_id, now
+from selftune.store.tables import CheckpointRow, FileRow, JobRow, ModelRow, new_id, now
 from selftune.threads import child_environment
 from selftune.train.config import TrainConfig, config_problems
 from selftune.train.events import RunStatus
@@ -50,6 +53,7 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 0.5
 STOP_GRACE_SECONDS = 60
 EXPIRY_SWEEP_SECONDS = 60
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # a fine-tuned model's weights, as PEFT saves them
 
 
 @dataclass
@@ -216,10 +220,11 @@ class Worker:
     def _train_config(self, session, job: JobRow, workspace: Workspace) -> TrainConfig:
         """The job as a TrainConfig, checked here: a setting the trainer would refuse fails the job before
         any child starts."""
-        model = base_models().get(job.model)
+        model = base_models().get(base_model_of(job.model))
         if model is None:
-            raise _JobProblem("model_not_available", f"Model {job.model!r} is no longer offered by this server.",
-                              "model")
+            raise _JobProblem("model_not_available", f"Model {base_model_of(job.model)!r} is no longer offered by "
+                                                     "this server.", "model")
+        init_adapter = self._parent_adapter(session, job, workspace) if parse_fine_tuned_id(job.model) else None
         data = {}
         for param, file_id in (("training_file", job.training_file), ("validation_file", job.validation_file)):
             if not file_id:
@@ -237,10 +242,30 @@ class Worker:
         try:
             return TrainConfig(model=model.source, train_file=data["training_file"],
                                valid_file=data.get("validation_file"), method=job.method, seed=job.seed,
-                               out=workspace.out, events_file=workspace.events, **hyperparameters)
+                               out=workspace.out, events_file=workspace.events, init_adapter=init_adapter,
+                               **hyperparameters)
         except ValidationError as exc:
             raise _JobProblem("invalid_request", f"The job's settings can't be trained: {config_problems(exc)}",
                               None) from None
+
+    @staticmethod
+    def _parent_adapter(session, job: JobRow, workspace: Workspace) -> Path:
+        """The adapter of the fine-tuned model (or checkpoint) the job continues, copied into the job's folder
+        at its first start: deleting that model later can't break a resume."""
+        copy = workspace.folder / "parent"
+        if (copy / ADAPTER_FILES[0]).is_file():
+            return copy
+        parsed = parse_fine_tuned_id(job.model)
+        table, column = (ModelRow, ModelRow.id) if parsed.step is None else (CheckpointRow, CheckpointRow.model)
+        row = session.scalar(select(table).where(column == job.model, table.org == job.org))
+        source = Path(row.path) if row is not None else None
+        if source is None or not all((source / name).is_file() for name in ADAPTER_FILES):
+            raise _JobProblem("model_not_found", f"The model {job.model} was deleted before training started.",
+                              "model")
+        with atomic_directory(copy) as tmp:
+            for name in ADAPTER_FILES:
+                shutil.copyfile(source / name, tmp / name)
+        return copy
 
     # ---- supervise -------------------------------------------------------------------------------
     def _supervise(self) -> None:
@@ -300,7 +325,7 @@ class Worker:
         session.add(FileRow(id=result_id, org=job.org, filename="step_metrics.csv", purpose="fine-tune-results",
                             bytes=size, sha256=sha256, status="processed"))
         model_id = planned_model_id(job)
-        session.add(ModelRow(id=model_id, org=job.org, job_id=job.id, base_model=job.model,
+        session.add(ModelRow(id=model_id, org=job.org, job_id=job.id, base_model=base_model_of(job.model),
                              path=str(workspace.out)))
         move(job, JobStatus.SUCCEEDED)
         job.fine_tuned_model, job.trained_tokens, job.result_files = model_id, record.get("trained_tokens"), [result_id]

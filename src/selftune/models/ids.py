@@ -49,3 +49,10 @@ def parse_fine_tuned_id(model_id: str) -> FineTunedId | None:
             return None
         step = int(match.group(1))
     return FineTunedId(parts[1], parts[2], parts[3], parts[4], step)
+
+
+def base_model_of(model_id: str) -> str:
+    """The base model under ``model_id``: itself for a base model, BASE for an ``ft:`` id. A job that fine-tunes
+    a fine-tuned model trains on that same base, and its own model id names the base (as the hosted one's)."""
+    parsed = parse_fine_tuned_id(model_id)
+    return parsed.base if parsed else model_id

@@ -159,3 +159,35 @@ class EvaluationRow(Base):
     total: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     report_dir: Mapped[str | None] = mapped_column(Text, nullable=True)  # report.html, report.json, results.jsonl
+
+
+class UploadRow(Base):
+    """An upload in parts (``/v1/uploads``): what the client declared, and the File it became once completed."""
+
+    __tablename__ = "uploads"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    org: Mapped[str] = mapped_column(String(128), index=True)
+    filename: Mapped[str] = mapped_column(String(512))
+    purpose: Mapped[str] = mapped_column(String(32))
+    mime_type: Mapped[str] = mapped_column(String(128))
+    bytes: Mapped[int] = mapped_column(BigInteger)  # as declared; the parts must add up to it
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # an api.uploads.protocol.UploadStatus
+    file_expires_after: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # the File's expires_after
+    file_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # once completed
+
+
+class UploadPartRow(Base):
+    """One part of an upload; its bytes are a blob named by the part id until the upload ends."""
+
+    __tablename__ = "upload_parts"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    upload_id: Mapped[str] = mapped_column(String(64), ForeignKey("uploads.id", ondelete="CASCADE"), index=True)
+    org: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    bytes: Mapped[int] = mapped_column(BigInteger)

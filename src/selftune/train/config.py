@@ -43,6 +43,9 @@ class TrainConfig(BaseModel):
     out: Path = Field(Path("selftune-out"), description="Output folder: adapter or model, training.json, "
                                                         "results.csv, checkpoints/.")
     resume: bool = Field(False, description="Continue from the newest checkpoint in `out`.")
+    init_adapter: Path | None = Field(
+        None, description="Start from this LoRA adapter (a fine-tuned model's folder) instead of a new one: training "
+                          "continues from its weights, on the base `model` it was trained on.")
     time_budget: float | None = Field(None, gt=0, description="Seconds the run may take; the schedule is "
                                                               "planned to end within it.")
     max_length: int | None = Field(None, ge=8, description="Longest example in tokens; longer ones are cut. "
@@ -73,6 +76,8 @@ class TrainConfig(BaseModel):
                 raise ValueError(problem)
             if value != "auto" and name not in method_spec(self.method).hyperparameters:
                 raise ValueError(f"{name} applies to method={one_of(methods_taking(name))} only")
+        if self.init_adapter is not None and self.full:
+            raise ValueError("init_adapter continues a LoRA adapter; it can't be combined with full")
         if self.early_stopping_patience and not self.valid_file:
             raise ValueError("early_stopping_patience needs a valid_file to watch")
         return self

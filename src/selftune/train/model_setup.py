@@ -72,7 +72,8 @@ def load_full_for_training(folder: Path, device: torch.device):
 
 def load_adapter_for_training(folder: Path, adapter: Path, compute_dtype: torch.dtype | None,
                               device: torch.device) -> PeftModel:
-    """Base model plus an existing adapter, trainable (used to resume)."""
+    """Base model plus an existing adapter, trainable: to resume from a checkpoint, or to fine-tune a
+    fine-tuned model (its adapter's weights, rank and targets go on training)."""
     base = AutoModelForCausalLM.from_pretrained(folder, dtype=compute_dtype or torch.float32,
                                                 attn_implementation="sdpa", use_safetensors=True)
     base.config.use_cache = False

@@ -7,6 +7,7 @@ only at trained positions, token-budget steps, and a schedule planned to end wit
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -182,15 +183,17 @@ class Trainer:
                 "hyperparameters": self.hp.to_dict(), "seed": self.config.seed,
                 "time_budget": self.config.time_budget, "max_length": self.max_length,
                 "lora_targets": self.config.lora_targets, "lora_dropout": self.config.lora_dropout,
-                "precision": self.config.precision}
+                "precision": self.config.precision,
+                **({"init_adapter": _adapter_digest(self.config.init_adapter)} if self.config.init_adapter else {})}
 
     def _setup_model(self, checkpoint: Path | None):
         config = self.config
         torch.manual_seed(config.seed)
         if config.full:
             return load_full_for_training(checkpoint or self.model_folder, self.device)
-        if checkpoint is not None:
-            return load_adapter_for_training(self.model_folder, checkpoint, self.dtype, self.device)
+        if checkpoint is not None or config.init_adapter is not None:  # a fine-tuned model's adapter goes on training
+            return load_adapter_for_training(self.model_folder, checkpoint or config.init_adapter, self.dtype,
+                                             self.device)
         lora = LoraSettings(rank=config.lora_rank, alpha=self.hp.lora_alpha, dropout=config.lora_dropout,
                             target_modules=config.lora_targets)
         return load_for_training(self.model_folder, lora, self.dtype, self.device)
@@ -210,15 +213,19 @@ class Trainer:
         for name, data in (("train", self.train_data), ("valid", self.valid_data)):
             if data is None:
                 continue
-            with self._adapter_disabled(), torch.no_grad():
+            with self._as_reference(), torch.no_grad():
                 result[name] = self._pair_logps(data)
         if self.dist.is_main:
             with atomic_write(cache, "wb") as f:
                 torch.save(result, f)
         return result
 
-    def _adapter_disabled(self):
-        return self.model.disable_adapter() if hasattr(self.model, "disable_adapter") else nullcontext()
+    def _as_reference(self):
+        """The reference model: the base (the adapter switched off), or the fine-tuned model training started
+        from (``init_adapter``: the model as loaded, before any step)."""
+        if self.config.init_adapter is not None or not hasattr(self.model, "disable_adapter"):
+            return nullcontext()
+        return self.model.disable_adapter()
 
     def _pair_logps(self, data: TrainingData) -> torch.Tensor:
         """[n, 2]: summed log-probs of (chosen, rejected) for every pair, in file order."""
@@ -408,3 +415,12 @@ def _rows_by_length(data: TrainingData) -> list[list[int]]:
     """All examples in forward passes of at most MAX_ROW_TOKENS, similar lengths together (evaluation)."""
     lengths = data.lengths()
     return micro_batches(sorted(range(len(data)), key=lengths.__getitem__), lengths, MAX_ROW_TOKENS)
+
+
+def _adapter_digest(folder: Path) -> str:
+    """The sha256 of an adapter's weights: a resumed run must continue from the same starting adapter."""
+    digest = hashlib.sha256()
+    with open(Path(folder) / "adapter_model.safetensors", "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -41,6 +41,7 @@ from selftune.api.errors import APIError, bad_request, not_found, rate_limited
 from selftune.api.metadata import check_metadata
 from selftune.api.models.service import find_fine_tuned
 from selftune.models.catalog import base_models
+from selftune.models.ids import base_model_of
 from selftune.serve.engine import (
     Admission,
     Engine,
@@ -123,9 +124,10 @@ class ChatService:
         with self.db.transaction() as session:
             row = find_fine_tuned(session, org, model_id)
             job = session.scalar(select(JobRow).where(JobRow.id == row.job_id))
-        base = bases.get(job.model)
+        base = bases.get(base_model_of(job.model))
         if base is None:
-            raise bad_request(f"The base model {job.model!r} of {model_id} is no longer offered by this server.",
+            raise bad_request(f"The base model {base_model_of(job.model)!r} of {model_id} is no longer offered by "
+                              "this server.",
                               param="model", code="model_not_available")
         folder = Path(row.path)
         if not (folder / "adapter_config.json").is_file():

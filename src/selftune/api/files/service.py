@@ -33,15 +33,17 @@ class FileService:
 
     # ---- create ------------------------------------------------------------------------------
     def create(self, org: str, filename: str, purpose: str, source: BinaryIO,
-               expires_after: int | None = None) -> FileObject:
+               expires_after: int | None = None, limit: int | None = None) -> FileObject:
+        """``limit``: the largest file accepted, when not the server's upload limit (a completed upload's)."""
+        limit = limit or self.max_upload_bytes
         if purpose not in PURPOSES:
             raise bad_request(f"Invalid purpose {purpose!r}: expected one of {', '.join(PURPOSES)}.",
                               param="purpose")
         file_id = new_id("file-")
         try:
-            size, sha256 = self.blobs.put(file_id, source, self.max_upload_bytes)
+            size, sha256 = self.blobs.put(file_id, source, limit)
         except TooLarge:
-            raise APIError(413, f"File is larger than the limit of {self.max_upload_bytes:,} bytes.",
+            raise APIError(413, f"File is larger than the limit of {limit:,} bytes.",
                            param="file", code="file_too_large") from None
         if size == 0:
             self.blobs.delete(file_id)

@@ -36,7 +36,8 @@ def jobs(request: Request) -> JobService:
 Jobs = Annotated[JobService, Depends(jobs)]
 
 
-@router.post("", response_model=FineTuningJob, responses={**error_responses(), 200: _job_links("$response.body#/id")})
+@router.post("", response_model=FineTuningJob,
+             responses={**error_responses(404), 200: _job_links("$response.body#/id")})
 def create_job(body: JobCreateRequest, org: Org, service: Jobs) -> FineTuningJob:
     return service.create(org, body)
 

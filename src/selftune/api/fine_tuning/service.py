@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Collection
+from pathlib import Path
 from typing import NamedTuple
 
 from sqlalchemy import Text, cast, func, or_, select
@@ -23,6 +24,7 @@ from selftune.api.fine_tuning.protocol import (
     JobCreateRequest,
 )
 from selftune.api.metadata import check_metadata
+from selftune.api.models.service import find_fine_tuned
 from selftune.api.pagination import page
 from selftune.jobs.events import add_event
 from selftune.jobs.lifecycle import (
@@ -36,7 +38,7 @@ from selftune.jobs.lifecycle import (
     resumed_status,
 )
 from selftune.models.catalog import base_models
-from selftune.models.ids import SUFFIX_PATTERN, parse_fine_tuned_id
+from selftune.models.ids import SUFFIX_PATTERN, base_model_of, parse_fine_tuned_id
 from selftune.store.db import Database
 from selftune.store.tables import CheckpointRow, EventRow, FileRow, JobRow, new_id, now
 from selftune.train.methods import METHODS, SHARED_HYPERPARAMETERS, Method, hyperparameter_problem, one_of
@@ -60,7 +62,7 @@ class JobService:
     def create(self, org: str, request: JobCreateRequest) -> FineTuningJob:
         method = self._method(request)
         hyperparameters = self._hyperparameters(request, method)
-        self._check_model(request.model)
+        self._check_model(org, request.model)
         self._check_suffix(request.suffix)
         metadata = check_metadata(request.metadata)
         if request.integrations:
@@ -111,14 +113,19 @@ class JobService:
                 given[name] = value
         return {name: given.get(name, "auto") for name in METHODS[method].hyperparameters}
 
-    @staticmethod
-    def _check_model(model: str) -> None:
+    def _check_model(self, org: str, model: str) -> None:
+        """A base model this server offers, or a fine-tuned model or checkpoint of the caller's organisation
+        (training continues from its adapter, on its base; another organisation's is 404, as if absent)."""
         if parse_fine_tuned_id(model):
-            raise bad_request("Fine-tuning a fine-tuned model is not supported yet by selftune: give its base "
-                              "model.", param="model", code="model_not_available")
+            with self.db.transaction() as session:
+                parent = find_fine_tuned(session, org, model)
+                weights = Path(parent.path)
+            if not (weights / "adapter_config.json").is_file():
+                raise not_found("model", model, param="model")  # a checkpoint no longer kept, a deleted model
         available = base_models()
-        if model not in available:
-            raise bad_request(f"Model {model!r} is not available for fine-tuning. Available: "
+        base = base_model_of(model)
+        if base not in available:
+            raise bad_request(f"Model {base!r} is not available for fine-tuning. Available: "
                               f"{', '.join(sorted(available)) or 'none'}.", param="model", code="model_not_available")
 
     @staticmethod
