@@ -108,6 +108,11 @@ def test_input_items_and_delete(client):
     assert [i.id for i in newest.data] == [items[3].id] and newest.has_more
     after = client.responses.input_items.list(answer.id, after=items[1].id)
     assert [i.id for i in after.data] == [items[2].id, items[3].id] and not after.has_more
+    for refused, param in ((dict(extra_query={"before": items[2].id}), "before"),
+                           (dict(include=["message.input_image.image_url"]), "include")):
+        with pytest.raises(openai.BadRequestError) as info:
+            client.responses.input_items.list(answer.id, **refused)
+        assert info.value.param == param
 
     deleted = client.responses.with_raw_response.delete(answer.id).http_response.json()
     assert deleted == {"id": answer.id, "object": "response", "deleted": True}
@@ -215,3 +220,27 @@ def test_another_organisations_responses_are_404(org_client):
     assert mine.responses.retrieve(answer.id).id == answer.id
     with pytest.raises(openai.NotFoundError):
         mine.responses.create(input=QUESTION, **{**SHORT, "model": "no-such-model"})
+
+
+def test_an_engine_fault_mid_stream_is_an_error_event_then_response_failed(client, monkeypatch):
+    """The status line is sent: the fault travels as the hosted ``error`` event, then ``response.failed``;
+    the response is not stored."""
+    from selftune.serve.embedded import EmbeddedEngine
+
+    advance = EmbeddedEngine._advance
+
+    def failing(self, sequence, logits):
+        if sequence.generated >= 3:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        advance(self, sequence, logits)
+
+    monkeypatch.setattr(EmbeddedEngine, "_advance", failing)
+    events = list(client.responses.create(input=QUESTION, stream=True, **{**SHORT, "max_output_tokens": 50}))
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-2:] == ["error", "response.failed"]
+    assert "response.output_text.delta" in kinds  # what came before the fault was delivered
+    assert events[-2].code == "generation_failed" and "CUDA error" in events[-2].message
+    failed = events[-1].response
+    assert failed.status == "failed" and failed.error.code == "generation_failed"
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(failed.id)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from selftune.api.auth import Org
-from selftune.api.errors import error_responses
+from selftune.api.errors import bad_request, error_responses
 from selftune.api.pagination import MAX_LIMIT, Page, list_body
 from selftune.api.responses.protocol import Item, Response, ResponseDeleted, ResponseRequest
 from selftune.api.responses.service import ResponseService
@@ -62,7 +62,12 @@ def delete_response(response_id: str, org: Org, service: Stored):
 
 
 @router.get("/{response_id}/input_items", response_model=Page[Item], responses=error_responses(404))
-def list_input_items(response_id: str, org: Org, service: Stored, after: str | None = None, limit: Limit = 20,
-                     order: Order = "asc"):
+def list_input_items(request: Request, response_id: str, org: Org, service: Stored, after: str | None = None,
+                     limit: Limit = 20, order: Order = "asc", before: str | None = None,
+                     include: Annotated[list[str] | None, Query()] = None):
+    # declared so that they are refused by name, never ignored (the SDK sends include as include[]=...)
+    for name in ("before", "include"):
+        if any(key.split("[")[0] == name for key in request.query_params):
+            raise bad_request(f"{name} is not supported yet by selftune.", param=name, code="unsupported_parameter")
     data, more = service.input_items(org, response_id, after, limit, order)
     return list_body(data, more)
