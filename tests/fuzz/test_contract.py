@@ -77,6 +77,8 @@ def realistic(case, training: bytes, file_id: str | None = None) -> None:
         # one short, seeded answer: generation is what takes time here, and a replayed case answers the same
         body.update(n=1, seed=0, max_tokens=4)
         body.pop("max_completion_tokens", None)
+    if label == "POST /v1/responses" and isinstance(body.get("model"), str):
+        body.update(model=BASE_MODEL, max_output_tokens=16)  # one short answer, as for chat completions
     if label == "POST /v1/fine_tuning/jobs" and file_id and isinstance(body.get("training_file"), str):
         body["training_file"] = file_id
     if label == "POST /v1/files" and body.get("purpose") == "fine-tune":
@@ -115,6 +117,9 @@ def real_ids(app, names: set[str], training: bytes) -> dict[str, str]:
         ids["completion_id"] = http.post("/v1/chat/completions", json={
             "model": BASE_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "store": True,
             "metadata": {"run": "fuzz"}}).json()["id"]
+    if "response_id" in names:
+        ids["response_id"] = http.post("/v1/responses", json={
+            "model": BASE_MODEL, "input": "hi", "max_output_tokens": 16}).json()["id"]
     if "model" in names:
         ids["model"] = BASE_MODEL
     return {name: ids[name] for name in names if name in ids}

@@ -27,6 +27,9 @@ from selftune.api.fine_tuning.router import router as jobs_router
 from selftune.api.fine_tuning.service import JobService
 from selftune.api.models.router import router as models_router
 from selftune.api.models.service import ModelService
+from selftune.api.responses.router import router as responses_router
+from selftune.api.responses.service import ResponseService
+from selftune.api.responses.stored import StoredResponses
 from selftune.api.uploads.router import router as uploads_router
 from selftune.config import Settings, get_settings
 from selftune.dashboard import mount as mount_dashboard
@@ -68,6 +71,7 @@ def create_app(settings: Settings | None = None, embedded_worker: bool = True) -
         app.state.models = ModelService(db=db)
         app.state.chat = ChatService(db=db, engine_factory=lambda: _serving_engine(settings),
                                      stored=StoredCompletions(db), max_queued=settings.serve_max_queued)
+        app.state.responses = ResponseService(chat=app.state.chat, stored=StoredResponses(db))
         app.state.evaluations = EvaluationService(db=db, root=reports_root(settings),
                                                   run_keys=app.state.run_keys)
         app.state.files.validate_pending()
@@ -98,6 +102,7 @@ def create_app(settings: Settings | None = None, embedded_worker: bool = True) -
     app.include_router(jobs_router)
     app.include_router(models_router)
     app.include_router(chat_router)
+    app.include_router(responses_router)
     app.include_router(evaluations_router)
     mount_dashboard(app)  # the web UI at /, on the same services
 

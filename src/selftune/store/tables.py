@@ -191,3 +191,20 @@ class UploadPartRow(Base):
     org: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[int] = mapped_column(BigInteger, default=now)
     bytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class ResponseRow(Base):
+    """A response of ``/v1/responses`` stored with ``store`` (the default): the answer, its input items, and
+    the conversation before them, so that ``previous_response_id`` continues it even once an earlier
+    response of the chain is deleted."""
+
+    __tablename__ = "responses"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    org: Mapped[str] = mapped_column(String(128), index=True)
+    model: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    history: Mapped[list] = mapped_column(JSON)  # items of the earlier responses of the chain, oldest first
+    input_items: Mapped[list] = mapped_column(JSON)  # this response's input, as input_items lists it
+    response: Mapped[dict] = mapped_column(JSON)  # the response object returned

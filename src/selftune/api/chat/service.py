@@ -234,6 +234,12 @@ class ChatService:
             for handle in handles:  # the client went away, or an error: free the engine's slots
                 handle.cancel()
 
+    def generate(self, model: ServedModel, prompt: list[int],
+                 params: SamplingParams) -> AsyncIterator[tuple[int, Token | Finished]]:
+        """One answer's engine events (from :meth:`prepare`'s settings), for the other surfaces that answer
+        on this engine (the Responses API): the same submission, cancellation and shutdown."""
+        return self._events(model, prompt, params, 1)
+
     async def complete(self, org: str, request: ChatCompletionRequest) -> ChatCompletion:
         ticket, model, prompt, params = await self._prepared(org, request)
         n = request.n or 1
@@ -255,7 +261,7 @@ class ChatService:
                     texts: list[str], finals: list[Finished], logprobs: list | None = None) -> ChatCompletion:
         choices = []
         for i, (text, final) in enumerate(zip(texts, finals, strict=True)):
-            content, calls, reason = _answer(request, text, final.reason)
+            content, calls, reason = answer(request, text, final.reason)
             choices.append(Choice(index=i, message=AssistantMessage(content=content, tool_calls=calls or None),
                                   finish_reason=reason, logprobs=logprobs[i] if logprobs else None))
         completion_tokens = sum(f.completion_tokens for f in finals)
@@ -300,7 +306,7 @@ class ChatService:
                     held[i] += event.text
                     logprobs = (ChoiceLogprobs(content=[_token_logprob(tokenizer, event.choice)])
                                 if params.logprobs and event.choice is not None else None)
-                    if _reads_tool_calls(request):
+                    if reads_tool_calls(request):
                         continue
                     if event.text or logprobs:
                         yield chunk([ChunkChoice(index=i, delta=Delta(content=event.text), logprobs=logprobs)])
@@ -308,8 +314,8 @@ class ChatService:
                 completion_tokens += event.completion_tokens
                 finals[i] = event
                 reason = event.reason
-                if _reads_tool_calls(request):
-                    content, calls, reason = _answer(request, held[i], event.reason)
+                if reads_tool_calls(request):
+                    content, calls, reason = answer(request, held[i], event.reason)
                     deltas = [ToolCallDelta(index=k, **call.model_dump()) for k, call in enumerate(calls)]
                     yield chunk([ChunkChoice(index=i, delta=Delta(content=content, tool_calls=deltas or None))])
                 yield chunk([ChunkChoice(index=i, delta=Delta(), finish_reason=reason)])
@@ -334,13 +340,13 @@ def shutting_down() -> APIError:
                          "it is back.", type="server_error", code="server_shutting_down")
 
 
-def _reads_tool_calls(request: ChatCompletionRequest) -> bool:
+def reads_tool_calls(request: ChatCompletionRequest) -> bool:
     return bool(request.tools) and request.tool_choice != "none"
 
 
-def _answer(request: ChatCompletionRequest, text: str, reason: str) -> tuple[str | None, list, str]:
+def answer(request: ChatCompletionRequest, text: str, reason: str) -> tuple[str | None, list, str]:
     """(content, tool calls, finish reason) of a whole answer."""
-    if not _reads_tool_calls(request):
+    if not reads_tool_calls(request):
         return text, [], reason
     content, calls = tools.parse(text, {t.function.name for t in request.tools})
     if request.parallel_tool_calls is False:
