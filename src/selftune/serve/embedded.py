@@ -57,8 +57,10 @@ class _Sequence:
 class _LoadedBase:
     """A base model and the adapters loaded into it (PEFT wraps it once the first adapter arrives)."""
 
-    def __init__(self, source: str, dtype: torch.dtype, kv_tokens: int, max_adapters: int):
+    def __init__(self, source: str, dtype: torch.dtype, kv_tokens: int, max_adapters: int, fast: bool = True):
         from transformers import AutoModelForCausalLM
+
+        from selftune.serve import fast_decoder
 
         self.source = source
         self.folder = resolve_model(source)
@@ -72,6 +74,8 @@ class _LoadedBase:
         self.pinned: set[str] = set()
         self.active: str | None = None  # the adapter PEFT currently applies when not mixing
         self.mixer = MixedLoRA()
+        # the lean decode forward where it reproduces the architecture; transformers' modules otherwise
+        self.fast = fast_decoder.FastDecoder(self.model) if fast and fast_decoder.supported(self.model) else None
         head_dim = getattr(self.config, "head_dim", None) or self.config.hidden_size // self.config.num_attention_heads
         self.pool = KVPool(self.config.num_hidden_layers, self.config.num_key_value_heads, head_dim, kv_tokens,
                            dtype, self.model.device)
@@ -101,6 +105,8 @@ class _LoadedBase:
                     param.data = param.data.to(self.dtype)
         self.adapters[name] = str(folder)
         self.mixer.attach(self.model)
+        if self.fast is not None:
+            self.fast.refresh(self.lm)
         log.info("loaded adapter %s (%d in memory)", folder, len(self.adapters))
         return name
 
@@ -108,6 +114,9 @@ class _LoadedBase:
         """Hidden states [T, H] of one step; each token through its own adapter."""
         from peft import PeftModel
 
+        if self.fast is not None and self.mixer.supports(set(self.adapters)):
+            with self.mixer.owning(names):
+                return self.fast.forward(input_ids, positions, plan, self.mixer)
         decoder = self.lm.get_decoder()
         kwargs = dict(input_ids=input_ids.unsqueeze(1), position_ids=positions.unsqueeze(1), step_plan=plan,
                       use_cache=False)
@@ -132,6 +141,7 @@ class _LoadedBase:
 
 class EmbeddedEngine(Engine):
     name = "embedded"
+    fast_forward = True  # the lean decoder (selftune.serve.fast_decoder) where it applies; False: transformers'
 
     def __init__(self, *, dtype: str = "auto", kv_tokens: int = 32768, step_tokens: int = 512,
                  max_running: int = 64, max_adapters: int = 8, threads: int | None = None):
@@ -236,7 +246,7 @@ class EmbeddedEngine(Engine):
             log.info("unloading base model %s", self.base.source)
             self.base = None
         log.info("loading base model %s", source)
-        self.base = _LoadedBase(source, self.dtype, self.kv_tokens, self.max_adapters)
+        self.base = _LoadedBase(source, self.dtype, self.kv_tokens, self.max_adapters, self.fast_forward)
 
     def _step(self) -> None:
         base = self.base
