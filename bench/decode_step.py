@@ -33,26 +33,27 @@ VARIANTS = {  # engine attributes set before the model loads
 }
 
 
-def make_engine(dtype: str, variant: str):
+def make_engine(dtype: str, variant: str, threads: int | None):
     from selftune.serve.embedded import EmbeddedEngine
 
-    engine = EmbeddedEngine(dtype=dtype, kv_tokens=16384, step_tokens=512)
+    engine = EmbeddedEngine(dtype=dtype, kv_tokens=16384, step_tokens=512, threads=threads)
     for name, value in VARIANTS[variant].items():
         setattr(engine, name, value)
     return engine
 
 
-def timed_steps(engine) -> list[tuple[int, int, float]]:
-    """Wrap the engine's step: each records (running requests, tokens fed, seconds)."""
-    records: list[tuple[int, int, float]] = []
+def timed_steps(engine) -> list[tuple[int, int, float, float]]:
+    """Wrap the engine's step: each records (running requests, tokens fed, seconds, CPU seconds of the engine
+    thread). With one thread the CPU time is the step's own work, whatever else the machine runs."""
+    records: list[tuple[int, int, float, float]] = []
     step = engine._step
 
     def timed():
         running = len(engine._running)
         fed = sum(len(s.ids) - s.past for s in engine._running)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         step()
-        records.append((running, fed, time.perf_counter() - started))
+        records.append((running, fed, time.perf_counter() - started, time.thread_time() - cpu))
 
     engine._step = timed
     return records
@@ -78,10 +79,12 @@ def run_batch(engine, model, prompt: list[int], batch: int, tokens: int) -> dict
         event.wait(600)
     wall = time.perf_counter() - started
     engine._step = type(engine)._step.__get__(engine)
-    decode = [s for running, fed, s in records if running == batch and fed == batch]
-    prefill = [s for running, fed, s in records if fed > running]
-    return {"decode_step_ms": 1000 * statistics.median(decode) if decode else None,
-            "prefill_ms": 1000 * prefill[0] if prefill and batch == 1 else None,
+    decode = [(s, c) for running, fed, s, c in records if running == batch and fed == batch]
+    prefill = [(s, c) for running, fed, s, c in records if fed > running]
+    return {"decode_step_ms": 1000 * statistics.median(s for s, _ in decode) if decode else None,
+            "decode_step_cpu_ms": 1000 * statistics.median(c for _, c in decode) if decode else None,
+            "prefill_ms": 1000 * prefill[0][0] if prefill and batch == 1 else None,
+            "prefill_cpu_ms": 1000 * prefill[0][1] if prefill and batch == 1 else None,
             "ttft_ms": 1000 * statistics.median(f for f in first if f is not None),
             "tok_s": batch * tokens / wall}
 
@@ -93,18 +96,20 @@ def main() -> None:
     parser.add_argument("--variant", nargs="+", default=["lean", "hf"], choices=sorted(VARIANTS))
     parser.add_argument("--tokens", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the engine's choice); "
+                        "with 1, the CPU-time columns are robust to other load on the machine")
     args = parser.parse_args()
 
     from selftune import hardware
     from selftune.models.chat_template import render_prompt
     from selftune.serve.engine import ServedModel
 
-    print(hardware.describe(), flush=True)
+    print(hardware.describe(), f"· torch threads {args.threads or hardware.paths().threads}", flush=True)
     model = ServedModel(MODEL, MODEL)
     engines = {}
     for dtype in args.dtype:
         for variant in args.variant:
-            engine = make_engine(dtype, variant)
+            engine = make_engine(dtype, variant, args.threads)
             engine._stops[engine._tokenizer_folder(model)] = set()  # every request decodes --tokens tokens
             prompt = render_prompt(engine.tokenizer(model), [{"role": "user", "content": QUESTION}])
             started = time.perf_counter()

@@ -106,7 +106,7 @@ class FastDecoder:
             qk = qkv[:, :h + kvh]
             # rotate_half(x) * sin == roll(x, half) * [-sin, sin]: one roll instead of two slices, neg and cat
             qk = qk * cos + qk.roll(half, -1) * sin  # [T, H + Hkv, D]
-            out = attend(index, qk[:, :h], qk[:, h:], qkv[:, h + kvh:])  # [T, H * D]
+            out = attend(index, qk[:, :h], torch.cat((qk[:, h:], qkv[:, h + kvh:]), 1))  # [T, H * D]
             x = x + _project(out, layer, "o", lora)
             y = _rms_norm(x, layer["mlp_norm"], layer["eps"])
             gate, up = _project(y, layer, "gate_up", lora).chunk(2, dim=-1)
@@ -137,27 +137,29 @@ class _Attention:
         self.decoding = lq == 1  # one query per segment, in token order
         # [S, 1, Lq, Lk] -> [S, 1, groups * Lq, Lk]: query rows are (group member, position) per key head
         self.mask = None if plan.unmasked else plan.mask.repeat(1, 1, self.groups, 1)
+        # rows of the layer's flattened pool: where the new keys and values go ([2 * Hkv * T], in the order of
+        # kv.transpose(0, 1)) and what each segment reads ([2, S, Hkv, Lk]: keys and values in attention's order)
+        self.write_index = plan.pool.flat_index(plan.write_slots).reshape(-1)
+        self.read_index = plan.pool.flat_index(plan.key_slots).reshape(-1)
 
-    def __call__(self, layer: int, q, k, v):
-        """q [T, H, D], k and v [T, Hkv, D] (k rotated) -> [T, H * D]."""
-        plan, g, d = self.plan, self.groups, self.head_dim
-        pool_k, pool_v = plan.pool.keys[layer], plan.pool.values[layer]  # [Hkv, capacity, D]
-        pool_k.index_copy_(1, plan.write_slots, k.transpose(0, 1))
-        pool_v.index_copy_(1, plan.write_slots, v.transpose(0, 1))
+    def __call__(self, layer: int, q, kv):
+        """q [T, H, D], kv [T, 2 * Hkv, D] (keys rotated, then values) -> [T, H * D]."""
+        plan, g, d, kvh = self.plan, self.groups, self.head_dim, self.kv_heads
+        pool = plan.pool.kv[layer].view(-1, d)  # [2 * Hkv * capacity, D]
+        pool.index_copy_(0, self.write_index, kv.transpose(0, 1).reshape(-1, d))
         s, lq = plan.query_index.shape
         lk = plan.key_slots.shape[1]
-        ks = pool_k.index_select(1, plan.key_slots.view(-1)).view(self.kv_heads, s, lk, d).transpose(0, 1)
-        vs = pool_v.index_select(1, plan.key_slots.view(-1)).view(self.kv_heads, s, lk, d).transpose(0, 1)
+        ks, vs = pool.index_select(0, self.read_index).view(2, s, kvh, lk, d)  # each [S, Hkv, Lk, D]
         if self.decoding:
-            qs = q.view(s, self.kv_heads, g, d)  # [S, Hkv, g, D]
+            qs = q.view(s, kvh, g, d)  # [S, Hkv, g, D]
         else:  # [T, H, D] -> [S, Lq, H, D] -> [S, Hkv, g * Lq, D]
-            qs = q.index_select(0, plan.query_index.view(-1)).view(s, lq, self.kv_heads, g, d)
-            qs = qs.permute(0, 2, 3, 1, 4).reshape(s, self.kv_heads, g * lq, d)
+            qs = q.index_select(0, plan.query_index.view(-1)).view(s, lq, kvh, g, d)
+            qs = qs.permute(0, 2, 3, 1, 4).reshape(s, kvh, g * lq, d)
         scores = torch.matmul(qs, ks.transpose(-1, -2)).float() * self.scaling  # [S, Hkv, g * Lq, Lk]
         if self.mask is not None:
             scores = scores.masked_fill(~self.mask, float("-inf"))
         out = torch.matmul(torch.softmax(scores, dim=-1).to(vs.dtype), vs)  # [S, Hkv, g * Lq, D]
         if self.decoding:
             return out.reshape(s, self.heads * d)
-        out = out.view(s, self.kv_heads, g, lq, d).permute(0, 3, 1, 2, 4).reshape(s * lq, self.heads * d)
+        out = out.view(s, kvh, g, lq, d).permute(0, 3, 1, 2, 4).reshape(s * lq, self.heads * d)
         return out.index_select(0, plan.scatter_index)
