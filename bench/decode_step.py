@@ -29,6 +29,7 @@ QUESTION = ("My debit card was declined twice today at the supermarket although 
             "Is there a daily limit I might have reached, or should I order a new card? What do you suggest?")
 VARIANTS = {  # engine attributes set before the model loads
     "lean": {"fast_forward": True},
+    "unpacked": {"fast_forward": True, "packed_weights": False},
     "hf": {"fast_forward": False},
 }
 
@@ -36,7 +37,7 @@ VARIANTS = {  # engine attributes set before the model loads
 def make_engine(dtype: str, variant: str, threads: int | None):
     from selftune.serve.embedded import EmbeddedEngine
 
-    engine = EmbeddedEngine(dtype=dtype, kv_tokens=16384, step_tokens=512, threads=threads)
+    engine = EmbeddedEngine(dtype=dtype, kv_tokens=4096, step_tokens=512, threads=threads)
     for name, value in VARIANTS[variant].items():
         setattr(engine, name, value)
     return engine
