@@ -37,9 +37,8 @@ MODEL = "smollm2-135m-instruct"
 
 
 def prompts_for(tokenizer) -> list[list[int]]:
-    from serve import QUESTIONS, SYSTEM  # bench/serve.py: the same prompts as the serving benchmark
-
     from selftune.models.chat_template import render_prompt
+    from serve import QUESTIONS, SYSTEM  # bench/serve.py: the same prompts as the serving benchmark
 
     return [render_prompt(tokenizer, [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}])
             for q in QUESTIONS]
