@@ -21,8 +21,10 @@ this CPU): without it, only selftune's side is measured.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -131,11 +133,26 @@ def gguf_files(kinds: list[str], workdir: Path) -> dict[str, Path]:
         params.ftype = {"f32": llama_cpp.LLAMA_FTYPE_ALL_F32, "f16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16,
                         "bf16": llama_cpp.LLAMA_FTYPE_MOSTLY_BF16}[kind]
         params.allow_requantize = True  # Q4_1 -> dequantized -> the target type
-        if llama_cpp.llama_model_quantize(str(bundled).encode(), str(target).encode(), ctypes.byref(params)) != 0:
+        with quiet_stderr():  # llama.cpp logs every tensor it converts
+            failed = llama_cpp.llama_model_quantize(str(bundled).encode(), str(target).encode(), ctypes.byref(params))
+        if failed:
             print(f"# llama.cpp could not write a {kind} GGUF: skipped", flush=True)
             continue
         files[kind] = target
     return files
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence file descriptor 2 (C code's logging) while inside."""
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def llamacpp_side(path: Path, prompts: list[list[int]], max_tokens: int, threads: int, repeats: int) -> dict:
