@@ -179,3 +179,35 @@ def test_the_stacked_mixed_lora_equals_peft_mixed_batches(tiny_model, adapters):
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(got[0], got[1])  # the adapters did change the answers
     torch.testing.assert_close(plain[0], expected[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_fast_decoder_equals_the_transformers_forward(tiny_model, adapters, dtype):
+    """The lean forward against the model's own modules (with the stacked LoRA hooks), step by step over
+    the paged pool: a prefill chunk, prompts of different lengths and adapters, then decode steps."""
+    from selftune.serve.attention import Segment, StepPlan
+    from selftune.serve.embedded import BASE, _LoadedBase
+
+    bases = [_LoadedBase(str(tiny_model), dtype, 1024, 4, fast=fast) for fast in (True, False)]
+    names = [BASE] + [base.adapter(folder, set()) for folder in adapters for base in bases][::2]
+    assert bases[0].fast is not None and bases[1].fast is None
+    torch.manual_seed(0)
+    prompts = [torch.randint(0, 1000, (n,)).tolist() for n in (21, 3, 9)]
+    pages = [bases[0].pool.reserve(64) for _ in prompts]
+    for base in bases[1:]:
+        assert [base.pool.reserve(64) for _ in prompts] == pages
+    past = [0, 0, 0]
+    for step in range(4):
+        chunks = [p[past[i]:past[i] + (16 if step == 0 else 1)] for i, p in enumerate(prompts)]
+        segments = [Segment(pages[i], past[i], len(c)) for i, c in enumerate(chunks)]
+        ids = torch.tensor([t for c in chunks for t in c])
+        positions = torch.tensor([past[i] + j for i, c in enumerate(chunks) for j in range(len(c))])
+        owners = [names[i] for i, c in enumerate(chunks) for _ in c]
+        with torch.inference_mode():
+            got, expected = (base.forward(ids, positions, StepPlan.build(base.pool, segments, torch.device("cpu")),
+                                          owners) for base in bases)
+        tolerance = 1e-5 if dtype == torch.float32 else 3e-2
+        torch.testing.assert_close(got, expected, rtol=tolerance, atol=tolerance)
+        for i, c in enumerate(chunks):
+            past[i] += len(c)
+            prompts[i].append(int(expected[sum(len(x) for x in chunks[:i + 1]) - 1].argmax()) % 1000)

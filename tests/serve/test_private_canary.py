@@ -103,3 +103,24 @@ def test_transformers_attn_implementation_switch_reaches_a_registered_function(t
         "forward's extra keyword arguments (train/attention.py and serve/attention.py pass their plans that way)")
     assert torch.allclose(got, expected, atol=1e-5)
     assert model.config._attn_implementation != "selftune_canary", "the switch did not restore the previous value"
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_torch_mkldnn_prepacked_linear_equals_f_linear(dtype):
+    """selftune.serve.fast_decoder.prepack/linear use torch.ops.mkldnn._reorder_linear_weight and
+    _linear_pointwise (what torch.compile's freezing pass emits): a weight packed once must give
+    F.linear's product for any number of rows (bf16: the same bits)."""
+    from selftune.serve.fast_decoder import linear, prepack
+
+    torch.manual_seed(0)
+    weight = torch.randn(96, 64).to(dtype)
+    packed = prepack(weight)
+    assert packed is not None, "torch.ops.mkldnn._reorder_linear_weight is gone or failed"
+    for rows in (1, 5, 16):
+        x = torch.randn(rows, 64).to(dtype)
+        expected = torch.nn.functional.linear(x, weight)
+        if dtype == torch.bfloat16:
+            assert torch.equal(linear(x, weight, packed), expected)
+        else:
+            torch.testing.assert_close(linear(x, weight, packed), expected, rtol=1e-5, atol=1e-5)

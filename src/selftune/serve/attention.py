@@ -39,6 +39,7 @@ class StepPlan:
     key_slots: torch.Tensor  # [S, Lk] pool slots of each segment's keys, cached and new (padded with 0)
     mask: torch.Tensor  # [S, 1, Lq, Lk] which keys each query may see
     scatter_index: torch.Tensor  # [T] where each token's output sits in the flattened [S * Lq] result
+    unmasked: bool = False  # every query sees every key (decoding requests of equal length): no mask needed
 
     @classmethod
     def build(cls, pool: KVPool, segments: list[Segment], device: torch.device) -> StepPlan:
@@ -58,8 +59,9 @@ class StepPlan:
             write.append(key_slots[i, seg.past:total])
             scatter.append(torch.arange(seg.length) + i * lq)
             row += seg.length
+        unmasked = all(seg.length == 1 and seg.past + 1 == lk for seg in segments)
         return cls(pool, torch.cat(write).to(device), query_index.to(device), key_slots.to(device),
-                   mask.to(device), torch.cat(scatter).to(device))
+                   mask.to(device), torch.cat(scatter).to(device), unmasked)
 
 
 def serving_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0,

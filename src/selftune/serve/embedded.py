@@ -58,8 +58,11 @@ class _Sequence:
 class _LoadedBase:
     """A base model and the adapters loaded into it (PEFT wraps it once the first adapter arrives)."""
 
-    def __init__(self, source: str, dtype: torch.dtype, kv_tokens: int, max_adapters: int):
+    def __init__(self, source: str, dtype: torch.dtype, kv_tokens: int, max_adapters: int, fast: bool = True,
+                 packed: bool = True):
         from transformers import AutoModelForCausalLM
+
+        from selftune.serve import fast_decoder
 
         self.source = source
         self.folder = resolve_model(source)
@@ -73,6 +76,9 @@ class _LoadedBase:
         self.pinned: set[str] = set()
         self.active: str | None = None  # the adapter PEFT currently applies when not mixing
         self.mixer = MixedLoRA()
+        # the lean decode forward where it reproduces the architecture; transformers' modules otherwise
+        self.fast = (fast_decoder.FastDecoder(self.model, packed) if fast and fast_decoder.supported(self.model)
+                     else None)
         head_dim = getattr(self.config, "head_dim", None) or self.config.hidden_size // self.config.num_attention_heads
         self.pool = KVPool(self.config.num_hidden_layers, self.config.num_key_value_heads, head_dim, kv_tokens,
                            dtype, self.model.device)
@@ -102,13 +108,24 @@ class _LoadedBase:
                     param.data = param.data.to(self.dtype)
         self.adapters[name] = str(folder)
         self.mixer.attach(self.model)
+        if self.fast is not None:
+            self.fast.refresh(self.lm)
         log.info("loaded adapter %s (%d in memory)", folder, len(self.adapters))
         return name
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[N, hidden] -> [N, vocab] float32."""
+        if self.fast is not None:
+            return self.fast.logits(hidden).float()
+        return self.lm.get_output_embeddings()(hidden).float()
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, plan: StepPlan, names: list[str]):
         """Hidden states [T, H] of one step; each token through its own adapter."""
         from peft import PeftModel
 
+        if self.fast is not None and self.mixer.supports(set(self.adapters)):
+            with self.mixer.owning(names):
+                return self.fast.forward(input_ids, positions, plan, self.mixer)
         decoder = self.lm.get_decoder()
         kwargs = dict(input_ids=input_ids.unsqueeze(1), position_ids=positions.unsqueeze(1), step_plan=plan,
                       use_cache=False)
@@ -133,6 +150,8 @@ class _LoadedBase:
 
 class EmbeddedEngine(Engine):
     name = "embedded"
+    fast_forward = True  # the lean decoder (selftune.serve.fast_decoder) where it applies; False: transformers'
+    packed_weights = True  # the lean decoder's weights prepacked for oneDNN (fast_decoder.prepack)
 
     def __init__(self, *, dtype: str = "auto", kv_tokens: int = 32768, step_tokens: int = 512,
                  max_running: int = 64, max_adapters: int = 8, threads: int | None = None):
@@ -246,7 +265,8 @@ class EmbeddedEngine(Engine):
             log.info("unloading base model %s", self.base.source)
             self.base = None
         log.info("loading base model %s", source)
-        self.base = _LoadedBase(source, self.dtype, self.kv_tokens, self.max_adapters)
+        self.base = _LoadedBase(source, self.dtype, self.kv_tokens, self.max_adapters, self.fast_forward,
+                                self.packed_weights)
 
     def _step(self) -> None:
         base = self.base
@@ -275,7 +295,7 @@ class EmbeddedEngine(Engine):
                                   names)  # [T, H]
             ends = torch.cumsum(torch.tensor([s.length for s in segments]), 0) - 1
             rows = ends[torch.tensor(emitting, dtype=torch.bool)]
-            logits = base.lm.get_output_embeddings()(hidden[rows.to(device)]).float().cpu() if len(rows) else None
+            logits = base.logits(hidden[rows.to(device)]).cpu() if len(rows) else None
         for sequence in self._running:  # pages filled this step become reusable prefixes
             known = len(sequence.hashes)
             sequence.hashes = KVPool.prefix_hashes(sequence.adapter, sequence.ids, sequence.hashes, sequence.past)

@@ -26,9 +26,14 @@ class KVPool:
                  device: torch.device):
         pages = max(1, capacity_tokens // PAGE)
         self.capacity = pages * PAGE
-        # [layer] -> [kv_heads, capacity, head_dim]: a request's tokens are gathered by slot number
-        self.keys = [torch.zeros(kv_heads, self.capacity, head_dim, dtype=dtype, device=device) for _ in range(layers)]
-        self.values = [torch.zeros_like(k) for k in self.keys]
+        self.kv_heads, self.head_dim = kv_heads, head_dim
+        # [layer] -> [2 (keys, values), kv_heads, capacity, head_dim]: a request's tokens are gathered by slot
+        # number; keys and values of a layer in one tensor, so that one index_select gathers both, already in
+        # the [segment, head, position, dim] order attention multiplies in (see flat_index)
+        self.kv = [torch.zeros(2, kv_heads, self.capacity, head_dim, dtype=dtype, device=device)
+                   for _ in range(layers)]
+        self.keys = [kv[0] for kv in self.kv]  # [kv_heads, capacity, head_dim] views
+        self.values = [kv[1] for kv in self.kv]
         self.free_pages = list(range(pages - 1, -1, -1))
         self.refs = [0] * pages
         self.by_hash: dict[bytes, int] = {}  # prefix hash -> page holding it
@@ -100,6 +105,13 @@ class KVPool:
             h.update(array("q", ids[page * PAGE:(page + 1) * PAGE]).tobytes())
             hashes.append(h.digest())
         return hashes
+
+    def flat_index(self, slots: torch.Tensor) -> torch.Tensor:
+        """Rows of a layer's ``kv.view(-1, head_dim)`` holding the keys and values of ``slots`` [...]:
+        [2, ..., kv_heads] + slots' trailing dim, e.g. slots [S, L] -> [2, S, kv_heads, L]."""
+        heads = (torch.arange(2)[:, None] * self.kv_heads + torch.arange(self.kv_heads)[None, :]) * self.capacity
+        heads = heads.view(2, *([1] * (slots.dim() - 1)), self.kv_heads, 1).to(slots.device)
+        return heads + slots.unsqueeze(-2).unsqueeze(0)
 
     @staticmethod
     def slots(pages: list[int], start: int, stop: int) -> torch.Tensor:

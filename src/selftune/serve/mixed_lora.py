@@ -62,32 +62,76 @@ class MixedLoRA:
     def applied(self, names: list[str]):
         """Within: every LoRA layer adds, to each token, the delta of the adapter named for it (BASE or
         an unknown name: none)."""
-        position = {name: i for i, name in enumerate(self._order)}
-        owners = torch.tensor([position.get(n, -1) for n in names])
         switched = [layer for layer in self.layers if not layer._disable_adapters]
         for layer in switched:  # PEFT's own switch (what disable_adapter() sets), without its model walk
             layer._disable_adapters = True
-        self._step = (owners, {}) if bool((owners >= 0).any()) else None  # base-model tokens only: no deltas
+        try:
+            with self.owning(names):
+                yield
+        finally:
+            for layer in switched:
+                layer._disable_adapters = False
+
+    @contextmanager
+    def owning(self, names: list[str]):
+        """Within: :meth:`add_fused_delta` adds each token's own adapter delta (no hooks, no PEFT switch:
+        for :mod:`selftune.serve.fast_decoder`, which calls the weights directly)."""
+        position = {name: i for i, name in enumerate(self._order)}
+        owners = [position.get(n, -1) for n in names]
+        # base-model tokens only: no deltas
+        self._step = (torch.tensor(owners), {}) if max(owners, default=-1) >= 0 else None
         try:
             yield
         finally:
             self._step = None
-            for layer in switched:
-                layer._disable_adapters = False
+
+    def add_fused_delta(self, layers: list, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        """``output`` of the concatenated base weights of ``layers`` (LoRA layers sharing the input ``x``,
+        such as q/k/v) plus each token's delta, in one stacked product: A of every adapter and layer
+        stacked, B block-diagonal (exact: the blocks off the diagonal add zeros)."""
+        if self._step is None:
+            return output
+        stack = self._fused_stack(layers)
+        if stack is None:
+            return output
+        return output + self._delta(stack, x).to(output.dtype)
+
+    def _delta(self, stack, x):
+        owners, masks = self._step
+        a_all, b_all, columns, key = stack
+        if key not in masks:
+            masks[key] = (owners[:, None] == columns[None, :]).to(device=x.device, dtype=a_all.dtype)
+        return ((x.reshape(len(owners), -1).to(a_all.dtype) @ a_all.T) * masks[key]) @ b_all.T
+
+    def _fused_stack(self, layers: list):
+        key = tuple(id(layer) for layer in layers)
+        if key not in self._stacks:
+            stacks = [self._stack(layer) if id(layer) in self._hooked else None for layer in layers]
+            outs = [getattr(layer, "out_features", None) or layer.weight.shape[0] for layer in layers]
+            present = [(s, row) for s, row in zip(stacks, torch.tensor([0, *outs]).cumsum(0).tolist(), strict=False)
+                       if s is not None]
+            if not present:
+                self._stacks[key] = None
+            elif len(layers) == 1:
+                self._stacks[key] = stacks[0]
+            else:
+                a_all = torch.cat([s[0] for s, _ in present])
+                b_all = torch.zeros(sum(outs), len(a_all))
+                col = 0
+                for (_, b, _, _), row in present:
+                    b_all[row:row + b.shape[0], col:col + b.shape[1]] = b
+                    col += b.shape[1]
+                columns = torch.cat([s[2] for s, _ in present])
+                self._stacks[key] = (a_all, b_all, columns, tuple(columns.tolist()))
+        return self._stacks[key]
 
     def _add_delta(self, layer, args, output):
         if self._step is None:
             return None
-        owners, masks = self._step
         stack = self._stack(layer)
         if stack is None:  # no adapter touches this layer
             return None
-        a_all, b_all, columns, key = stack
-        if key not in masks:
-            masks[key] = (owners[:, None] == columns[None, :]).to(device=output.device, dtype=a_all.dtype)
-        x = args[0].reshape(len(owners), -1).to(a_all.dtype)
-        delta = ((x @ a_all.T) * masks[key]) @ b_all.T
-        return output + delta.reshape(output.shape).to(output.dtype)
+        return output + self._delta(stack, args[0]).reshape(output.shape).to(output.dtype)
 
     def _stack(self, layer):
         """(A_all [R, in], B_all * scaling [out, R] (float32), the adapter index of each of the R columns, those
