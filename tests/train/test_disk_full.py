@@ -15,7 +15,7 @@ from selftune.errors import SelftuneError
 from selftune.store.atomic import DiskFull
 from selftune.train import run
 from selftune.train.checkpoint import list_checkpoints, problem, step_of
-from selftune.train.export import export_merged
+from selftune.export.merged import export_merged
 from tests.train.helpers import config
 
 
