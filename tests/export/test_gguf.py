@@ -124,3 +124,19 @@ def test_a_fine_tuned_model_and_its_checkpoint_are_found_in_the_store_by_id(tmp_
     assert (step.base, step.adapter, step.tokenizer) == ("tiny-base", checkpoint, run_dir)
     with pytest.raises(SelftuneError, match="no fine-tuned model 'ft:tiny:org-a:bank:ftjob-2'"):
         find_source("ft:tiny:org-a:bank:ftjob-2")
+
+
+def test_the_command_line_refuses_with_one_line_and_exit_2(tmp_path, tiny_model):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    selftune = Path(sys.executable).parent / "selftune"
+    result = subprocess.run([str(selftune), "export", str(tiny_model), "--format", "gguf", "--adapter-only",
+                             "--out", "gguf"], capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ),
+                            timeout=300)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (f"error: {tiny_model} has no LoRA adapter (a full fine-tune or a base model): export it "
+                             "without --adapter-only\n")
+    assert not (tmp_path / "gguf").exists()
