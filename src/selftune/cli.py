@@ -21,6 +21,7 @@ from selftune.data.problems import count_of
 from selftune.distill.config import DistillConfig, StoredDistillConfig
 from selftune.errors import SelftuneError
 from selftune.evals.config import EvalConfig
+from selftune.export.types import DEFAULT_GGUF_TYPE, GGUF_TYPES
 from selftune.migrate.config import CaptureConfig, CompareConfig
 from selftune.models.registry import DEFAULT_MODEL
 from selftune.train.config import TrainConfig, config_problems
@@ -342,22 +343,50 @@ def train(
     out.print(f"output: {result.out}", markup=False)
 
 
+class ExportFormat(str, Enum):
+    hf = "hf"
+    gguf = "gguf"
+
+
+GgufType = Enum("GgufType", {name: name for name in GGUF_TYPES}, type=str)  # type: ignore[misc]
+DEFAULT_GGUF = GgufType(DEFAULT_GGUF_TYPE)
+
+
 @app.command("export")
 def export(
-    folder: Annotated[Path, typer.Argument(metavar="DIR", help="Output folder of `selftune train`.")],
+    source: Annotated[str, typer.Argument(metavar="MODEL_OR_RUN", help=(
+        "Output folder of `selftune train` (or a checkpoint folder in it); with --format gguf also a fine-tuned "
+        "model or checkpoint id of the local store (ft:...) or a base model."))],
+    format_: Annotated[ExportFormat, typer.Option("--format", help=(
+        "hf: a transformers folder (needs --merge); gguf: GGUF for llama.cpp and Ollama, with a Modelfile."))]
+        = ExportFormat.hf,
     merge: Annotated[bool, typer.Option("--merge", help="Merge the LoRA adapter into the base weights.")] = False,
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write (must not exist).")] = Path("selftune-merged"),
-    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help=(
+        "Folder to write (must not exist); default selftune-merged or selftune-gguf."))] = None,
+    dtype: Annotated[str, typer.Option(help="--format hf: float32, bfloat16 or float16.")] = "float32",
+    gguf_type: Annotated[GgufType, typer.Option("--type", help=(
+        "--format gguf: tensor type of the weights; f32 answers exactly as selftune does."))] = DEFAULT_GGUF,
+    adapter_only: Annotated[bool, typer.Option("--adapter-only", help=(
+        "--format gguf: a LoRA adapter GGUF beside a base GGUF written from the same weights, instead of "
+        "one merged GGUF."))] = False,
 ) -> None:
-    """Write a standalone model folder that plain transformers loads."""
-    from selftune.train.export import export_merged
+    """Write the model for other software: a standalone transformers folder, or GGUF for llama.cpp/Ollama."""
+    if format_ is ExportFormat.gguf:
+        from selftune.export.to_gguf import export_gguf
+
+        result = export_gguf(source, out_dir or Path("selftune-gguf"), gguf_type.value, adapter_only=adapter_only)
+        written = f"{result.model}" + (f" + {result.adapter}" if result.adapter else "")
+        out.print(f"GGUF written to {written}; Ollama: ollama create NAME -f {result.out / 'Modelfile'}",
+                  markup=False)
+        return
+    from selftune.export.merged import export_merged
 
     if not merge:
         raise typer.BadParameter("only --merge is supported: the adapter folder itself is the unmerged export",
                                  param_hint="--merge")
     if dtype not in ("float32", "bfloat16", "float16"):
         raise typer.BadParameter(f"unknown dtype {dtype!r}", param_hint="--dtype")
-    path = export_merged(folder, out_dir, dtype)
+    path = export_merged(Path(source), out_dir or Path("selftune-merged"), dtype)
     out.print(f"merged model written to {path}", markup=False)
 
 

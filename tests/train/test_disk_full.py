@@ -12,10 +12,10 @@ import pytest
 import selftune.train.checkpoint as ckpt
 import selftune.train.metrics as metrics
 from selftune.errors import SelftuneError
+from selftune.export.merged import export_merged
 from selftune.store.atomic import DiskFull
 from selftune.train import run
 from selftune.train.checkpoint import list_checkpoints, problem, step_of
-from selftune.train.export import export_merged
 from tests.train.helpers import config
 
 

@@ -261,7 +261,7 @@ def test_export_merges_the_adapter_into_a_plain_model(tmp_path, tiny_model):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from selftune.train.export import export_merged
+    from selftune.export.merged import export_merged
 
     cfg = config(tmp_path, tiny_model, valid=False, learning_rate_multiplier=10.0)
     run(cfg)
