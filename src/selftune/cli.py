@@ -538,6 +538,7 @@ def eval_command(
     hourly_price: Annotated[float, option(EvalConfig, "hourly_price")] = EVAL.hourly_price,
     prices: Annotated[Optional[list[str]], option(EvalConfig, "prices", "--price")] = None,
     out_dir: Annotated[Path, option(EvalConfig, "out", "--out")] = EVAL.out,
+    schema_file: Annotated[Optional[Path], option(EvalConfig, "schema_file", "--schema")] = EVAL.schema_file,
     home: HomeOption = None,
 ) -> None:
     """Stage 3: run a held-out set through models and compare quality, prompt tokens, latency and cost.
@@ -551,7 +552,8 @@ def eval_command(
     config = build(EvalConfig, data=data, models=models, few_shot=few_shot, few_shot_from=few_shot_from,
                    graders=graders or [], base_url=base_url, api_key=api_key, concurrency=concurrency, limit=limit,
                    seed=seed, max_tokens=max_tokens, out=out_dir, hourly_price=hourly_price,
-                   prices=[parse_price(p) for p in prices or []], judge_base_url=judge_base_url)
+                   prices=[parse_price(p) for p in prices or []], judge_base_url=judge_base_url,
+                   schema_file=schema_file)
     with progress_bars(err) as progress:
         report = evaluate(config, progress)
     print_summary(report, out)

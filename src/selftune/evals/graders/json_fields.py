@@ -39,6 +39,11 @@ def parse(text: str) -> tuple[Any, bool]:
         return None, False
 
 
+def are_objects(references: list[str]) -> bool:
+    """Whether every reference is a JSON object: an extraction, graded by this grader by default."""
+    return bool(references) and all(isinstance(parse(r)[0], dict) for r in references)
+
+
 def flatten(value: dict, prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}, "c": [1]}`` -> ``{"a.b": 1, "c": [1]}``; an empty nested object is a value."""
     out: dict[str, Any] = {}
