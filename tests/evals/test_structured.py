@@ -89,3 +89,33 @@ def test_a_bad_schema_file_is_named(tmp_path, scripted_endpoint):
     with pytest.raises(SelftuneError, match="missing.json: can't read"):
         evaluate(EvalConfig(data=data, models=["tiny"], base_url=endpoint.url, schema_file=tmp_path / "missing.json",
                             out=tmp_path / "out"))
+
+
+@pytest.mark.slow  # ~30 s on 2 shared cores: the server, the model, llguidance
+def test_the_schema_row_of_a_real_model_is_always_valid_json(monkeypatch, service_env, tmp_path):
+    """The selftune server and the tiny random model: unconstrained it writes noise; under the schema
+    (llguidance) every answer is an object of the schema, graded field by field."""
+    from selftune.api.app import create_app
+    from selftune.config import get_settings
+    from tests.helpers import ThreadedServer
+
+    for name, value in service_env.items():
+        monkeypatch.setenv(name, value)
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {"area": {"enum": ["riverside", "city centre"]},
+                                                                   "familyFriendly": {"type": "boolean"}},
+                                  "required": ["area", "familyFriendly"], "additionalProperties": False}))
+    test = [(text, {"area": answer.get("area", "riverside"), "familyFriendly": True}) for text, answer in TEST]
+    server = ThreadedServer(create_app(get_settings(), embedded_worker=False)).start()
+    try:
+        report = evaluate(EvalConfig(data=write_jsonl(tmp_path / "test.jsonl", rows(test)), models=["tiny"],
+                                     few_shot=1, few_shot_from=write_jsonl(tmp_path / "train.jsonl", rows(TRAIN)),
+                                     schema_file=schema, base_url=server.url, max_tokens=48, out=tmp_path / "out"))
+    finally:
+        server.stop()
+    free, constrained = report.models
+    assert (free.name, constrained.name, free.errors, constrained.errors) == ("tiny", "tiny + schema", 0, 0)
+    assert constrained.quality["json"].valid_json["value"] == 1.0 > free.quality["json"].valid_json["value"]
+    per_field = constrained.quality["json"].per_field
+    assert list(per_field) == ["area", "familyFriendly"]
+    assert all(f["right"] + f["wrong"] == 4 and f["missing"] == f["extra"] == 0 for f in per_field.values())
