@@ -36,7 +36,7 @@ def test_every_model_also_runs_under_the_schema_and_the_base_gets_k_shots(script
     right = {text: json.dumps(answer) for text, answer in TEST}
     tuned = {**right, "Cotto, riverside.": '{"name": "Cotto", "area": "riverside", "food": "Italian"}'}  # 3 of 4
     base = {text: "Sure! Here is the JSON." for text, _ in TEST}  # never JSON unconstrained
-    base_constrained = {text: '{"name": "%s"}' % answer["name"] for text, answer in TEST}  # names only: 1 of 4
+    base_constrained = {text: json.dumps({"name": answer["name"]}) for text, answer in TEST}  # names only: 1 of 4
     answers = {"ft:tiny:org::job-1": (tuned, right), "tiny": (base, base_constrained)}
     # a scripted endpoint answers by prompt: one per model keeps their tables apart
     endpoints = {model: scripted_endpoint({model}, free, constrained=constrained)

@@ -67,7 +67,8 @@ class ModelResult(BaseModel):
 
 
 class Agreement(BaseModel):
-    """How often ``model`` (a row's name) gave the same answer as ``with_model`` (see :mod:`selftune.evals.agreement`)."""
+    """How often ``model`` (a row's name) gave the same answer as ``with_model`` (see
+    :mod:`selftune.evals.agreement`)."""
 
     model: str
     with_model: str

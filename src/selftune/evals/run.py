@@ -146,7 +146,8 @@ def _grade(spec: ModelEndpoint, kind: str, constrained: bool, endpoint: str, exa
     completion_tokens = sum(a.completion_tokens for a in ok) / len(ok)
     latencies = [a.latency_s for a in ok]
     result = ModelResult(
-        model=model, kind=kind, constrained=constrained, endpoint=endpoint, requests=n, errors=n - len(run.ok), quality=quality,
+        model=model, kind=kind, constrained=constrained, endpoint=endpoint, requests=n, errors=n - len(run.ok),
+        quality=quality,
         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
         latency_s=Latency(p50=percentile(latencies, 50), p95=percentile(latencies, 95),
                           mean=sum(latencies) / len(latencies), all=latencies),

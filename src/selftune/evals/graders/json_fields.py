@@ -179,14 +179,14 @@ def _pooled(graded: list[Graded], keep, seed: int) -> dict[str, dict]:
     fn = [c[WRONG] + c[MISSING] for c in per_example]
     totals = _prf(sum(tp), sum(c[WRONG] for c in per_example), sum(c[MISSING] for c in per_example),
                   sum(c[EXTRA] for c in per_example))
+    found = [t + f for t, f in zip(tp, fp, strict=True)]  # the answer's fields
+    stated = [t + f for t, f in zip(tp, fn, strict=True)]  # the reference's fields
     return {
-        "precision": {"value": totals["precision"],
-                      "ci95": bootstrap_ratio_ci(tp, [t + f for t, f in zip(tp, fp, strict=True)], seed=seed)},
-        "recall": {"value": totals["recall"],
-                   "ci95": bootstrap_ratio_ci(tp, [t + f for t, f in zip(tp, fn, strict=True)], seed=seed)},
-        "f1": {"value": totals["f1"],
-               "ci95": bootstrap_ratio_ci([2 * t for t in tp], [2 * t + p + n for t, p, n in zip(tp, fp, fn, strict=True)],
-                                          seed=seed)},
+        "precision": {"value": totals["precision"], "ci95": bootstrap_ratio_ci(tp, found, seed=seed)},
+        "recall": {"value": totals["recall"], "ci95": bootstrap_ratio_ci(tp, stated, seed=seed)},
+        "f1": {"value": totals["f1"], "ci95": bootstrap_ratio_ci([2 * t for t in tp],
+                                                                 [f + s for f, s in zip(found, stated, strict=True)],
+                                                                 seed=seed)},
     }
 
 
