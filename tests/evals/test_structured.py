@@ -32,7 +32,9 @@ def rows(pairs):
                           {"role": "assistant", "content": json.dumps(answer)}]} for text, answer in pairs]
 
 
-def test_every_model_also_runs_under_the_schema_and_the_base_gets_k_shots(scripted_endpoint, tmp_path):
+@pytest.fixture
+def four_rows(scripted_endpoint, tmp_path):
+    """A fine-tuned and a base model, each with and without the schema: (config, report, endpoints)."""
     right = {text: json.dumps(answer) for text, answer in TEST}
     tuned = {**right, "Cotto, riverside.": '{"name": "Cotto", "area": "riverside", "food": "Italian"}'}  # 3 of 4
     base = {text: "Sure! Here is the JSON." for text, _ in TEST}  # never JSON unconstrained
@@ -43,10 +45,16 @@ def test_every_model_also_runs_under_the_schema_and_the_base_gets_k_shots(script
                  for model, (free, constrained) in answers.items()}
     schema = tmp_path / "restaurant schema.json"
     schema.write_text(json.dumps(SCHEMA))
-    report = evaluate(EvalConfig(
+    config = EvalConfig(
         data=write_jsonl(tmp_path / "test.jsonl", rows(TEST)), few_shot=2,
         few_shot_from=write_jsonl(tmp_path / "train.jsonl", rows(TRAIN)), schema_file=schema, out=tmp_path / "out",
-        models=[{"model": m, "base_url": endpoints[m].url} for m in answers], concurrency=2))
+        models=[{"model": m, "base_url": endpoints[m].url} for m in answers], concurrency=2)
+    return config, evaluate(config), endpoints
+
+
+def test_every_model_also_runs_under_the_schema_and_the_base_gets_k_shots(four_rows, tmp_path):
+    config, report, endpoints = four_rows
+    schema = config.schema_file
     assert report.graders == ["json"] and report.schema_file == str(schema)  # JSON objects: the json grader
     assert [(r.name, r.kind, r.constrained) for r in report.models] == [
         ("ft:tiny:org::job-1", "fine-tuned", False), ("ft:tiny:org::job-1 + schema", "fine-tuned", True),
@@ -119,3 +127,15 @@ def test_the_schema_row_of_a_real_model_is_always_valid_json(monkeypatch, servic
     per_field = constrained.quality["json"].per_field
     assert list(per_field) == ["area", "familyFriendly"]
     assert all(f["right"] + f["wrong"] == 4 and f["missing"] == f["extra"] == 0 for f in per_field.values())
+
+
+def test_the_demo_ends_with_one_summary_of_its_stories(four_rows):
+    from selftune.demo import STORIES, Told, print_both
+
+    config, report, _ = four_rows
+    console = Console(record=True, width=250)
+    print_both([Told(STORIES["restaurants"], config, report)], console)
+    text = console.export_text()
+    assert "what fine-tuning bought" in text and "tiny + schema" in text
+    assert "75.0% (" in text and "exact object" in text  # the fine-tuned model's exact objects, 3 of 4
+    assert f"restaurants report: {(config.out / 'report.html').resolve()}" in text
