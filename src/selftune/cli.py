@@ -580,7 +580,8 @@ def demo_command(
 ) -> None:
     """The end-to-end demo on real data (what `make demo` runs): fine-tune through the API, then compare
     with the 10-shot base model; both stories take about 15 minutes on a 2-core CPU."""
-    from selftune.demo import STORIES, main as run_demo
+    from selftune.demo import STORIES
+    from selftune.demo import main as run_demo
 
     for task in tasks or []:
         if task not in STORIES:
