@@ -59,10 +59,13 @@ class Story:
 STORIES = {
     # 1,001 messages (13 per intent), the job's defaults (3 epochs): ~6 of the demo's ~8 minutes
     "banking77": Story("banking77", "labels: 77 banking intents", "train_1k.jsonl", test_sample=200),
-    # one epoch over the first 600 descriptions, in small batches for more steps: sized so that
-    # training takes ~4 minutes on the 2-core CPUs (AVX2 or AVX512-BF16) and the whole demo stays ~15
+    # one epoch over the first 500 descriptions (138 tokens each: 69k tokens), in batches of 4: 125 steps
+    # rather than 31. Sized from measurements, not yet timed end to end: 279 tokens/s at batch 16 on the
+    # AVX2-only EPYC (issue 19), batch 4 taken as ~1.3x slower per token (batch 10 against 32 in
+    # docs/benchmarks.md): ~5 min there, ~3 on the AVX512-BF16 EPYC; with 4 x 100 evaluation requests,
+    # the demo stays ~15 minutes.
     "restaurants": Story("restaurants", "extraction: restaurant descriptions to JSON", "train_1k.jsonl",
-                         test_sample=100, train_rows=600, hyperparameters={"n_epochs": 1, "batch_size": 4},
+                         test_sample=100, train_rows=500, hyperparameters={"n_epochs": 1, "batch_size": 4},
                          schema=True),
 }
 
