@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from selftune.evals import plots
-from selftune.evals.results import LOCAL_COST, EvalReport, ExampleResult, ModelResult
+from selftune.evals.results import LOCAL_COST, EvalReport, ExampleResult, ModelResult, run_name
 from selftune.store.atomic import atomic_write
 
 WRONG_SHOWN = 25  # wrong answers listed per model in the HTML
@@ -65,9 +65,11 @@ def structured(report: EvalReport) -> list[tuple[ModelResult, dict]]:
     return out
 
 
-def _interval(figure: dict) -> str:
+def _interval(figure: dict, share: bool = True) -> str:
     low, high = figure["ci95"]
-    return f"{figure['value']:.1%} ({low:.1%}–{high:.1%})"
+    if share:
+        return f"{figure['value']:.1%} ({low:.1%}–{high:.1%})"
+    return f"{figure['value']:.3f} ({low:.3f}–{high:.3f})"
 
 
 def print_structured(report: EvalReport, console: Console) -> None:
@@ -83,15 +85,15 @@ def print_structured(report: EvalReport, console: Console) -> None:
     for r, x in rows:
         fields = x["fields"]
         table.add_row(r.name, f"{x['valid_json']['value']:.1%}", _interval(x["exact_match"]),
-                      f"{fields['precision']['value']:.1%}", f"{fields['recall']['value']:.1%}",
-                      _interval(fields["f1"]))
+                      f"{fields['precision']['value']:.3f}", f"{fields['recall']['value']:.3f}",
+                      _interval(fields["f1"], share=False))
     console.print(table)
     names = list(dict.fromkeys(f for _, x in rows for f in x["per_field"]))
     per_field = Table(title="F1 per field (support: the reference's count)")
     per_field.add_column("field")
     per_field.add_column("support", justify="right")
     for r, _ in rows:
-        per_field.add_column(r.name if len(r.name) <= 28 else f"…{r.name[-27:]}", justify="right")
+        per_field.add_column(run_name(plots.short_name(r.model), r.constrained), justify="right")
     for name in names:
         support = next((x["per_field"][name]["support"] for _, x in rows if name in x["per_field"]), 0)
         per_field.add_row(name, f"{support:,}", *[f"{x['per_field'][name]['f1']:.2f}" if name in x["per_field"]
@@ -203,8 +205,10 @@ Requests ran {{ report.concurrency }} at a time: latency is per request, request
 <tr><th>model</th><th>valid JSON</th><th>exact object (95% CI)</th><th>field precision (95% CI)</th>
 <th>field recall (95% CI)</th><th>field F1 (95% CI)</th><th>valid JSON, not an object</th></tr>
 {% for r, x in extraction %}<tr><td>{{ r.name }}</td><td>{{ pct % (x.valid_json.value * 100) }}</td>
-{% for f in (x.exact_match, x.fields.precision, x.fields.recall, x.fields.f1) %}
-<td>{{ pct % (f.value * 100) }} ({{ "%.1f" % (f.ci95[0] * 100) }}–{{ "%.1f" % (f.ci95[1] * 100) }})</td>{% endfor %}
+{% set e = x.exact_match %}
+<td>{{ pct % (e.value * 100) }} ({{ "%.1f" % (e.ci95[0] * 100) }}–{{ "%.1f" % (e.ci95[1] * 100) }})</td>
+{% for f in (x.fields.precision, x.fields.recall, x.fields.f1) %}
+<td>{{ "%.3f" % f.value }} ({{ "%.3f" % f.ci95[0] }}–{{ "%.3f" % f.ci95[1] }})</td>{% endfor %}
 <td>{{ x.not_object }}</td></tr>{% endfor %}
 </table>
 <p class="meta">An answer's score is 1 when its object equals the reference: every field, nothing more. Field by
