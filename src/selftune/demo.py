@@ -1,89 +1,78 @@
-"""``make demo``: the whole story on real data — check and measure Banking77, fine-tune SmolLM2 on it
-through the API with the openai SDK, then show what fine-tuning bought against the 10-shot base.
+"""``make demo``: two stories on real data, each through the whole workflow — check and measure the
+data, fine-tune SmolLM2 on it through the API with the openai SDK, then show what fine-tuning bought
+against the base model prompted with 10 examples — ending with one summary of both.
 
-The data comes from ``../shared/data/banking77`` when the project sits beside it, otherwise from
-``$SELFTUNE_DEMO_DATA``, otherwise it is downloaded once from its public source (PolyAI's
-task-specific-datasets, CC BY 4.0) into ``$SELFTUNE_HOME/datasets/banking77``.
+- **labels** (``banking77``): a customer message in, one of 77 intents out.
+- **extraction** (``restaurants``): a restaurant description in, its attributes out as one JSON object;
+  each model is also run under the answer's JSON schema (constrained decoding), the other tool teams
+  reach for first.
+
+``python -m selftune.demo --task banking77`` (or ``selftune demo --task ...``) runs one. The data comes
+from :mod:`selftune.demo_data` (``../shared/data``, ``$SELFTUNE_DEMO_DATA`` or the public source).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-import csv
-import io
-import json
 import os
-import random
 import subprocess
 import sys
 import time
-import urllib.request
-from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import openai
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from selftune.config import LOCAL_BASE_URL, get_settings
+from selftune.demo_data import BANKING77_SYSTEM, task_dir
 from selftune.errors import SelftuneError
-from selftune.evals import EvalConfig, evaluate
+from selftune.evals import EvalConfig, EvalReport, evaluate
 from selftune.evals.local_server import local_server
-from selftune.evals.report import print_summary, progress_bars
+from selftune.evals.report import print_summary, progress_bars, structured
 from selftune.jobs.lifecycle import TERMINAL, JobStatus
-from selftune.store.atomic import atomic_write
-from selftune.store.build_once import build_once
 
-SOURCE = "https://raw.githubusercontent.com/PolyAI-LDN/task-specific-datasets/master/banking_data"
-SYSTEM_PROMPT = ("Classify the customer's banking message into exactly one intent label. "
-                 "Answer with the label only.")
+SYSTEM_PROMPT = BANKING77_SYSTEM  # the Banking77 task's (bench/distill_demo.py builds its prompts with it)
 BASE_MODEL = "smollm2-135m-instruct"
 FEW_SHOT = 10
-TEST_SAMPLE = 200  # a fixed (seeded) sample of test.jsonl
-PER_INTENT = 13  # train_1k.jsonl: 13 examples for each of the 77 intents
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEMO_JOB = {"made_by": "make demo"}  # metadata of the demo's job: an interrupted run's leftover is found by it
+DEMO_JOB = {"made_by": "make demo"}  # metadata of the demo's jobs: an interrupted run's leftover is found by it
 
 console = Console(highlight=False, soft_wrap=True)
 
 
+@dataclass(frozen=True)
+class Story:
+    """One task of the demo: what is trained on, with which job settings, and how it is evaluated."""
+
+    task: str
+    title: str
+    train_file: str  # in the task's folder
+    test_sample: int  # a fixed (seeded) sample of test.jsonl
+    train_rows: int | None = None  # train on the file's first N rows only (sized to the demo's time)
+    hyperparameters: dict = field(default_factory=dict)  # the job's; "auto" where not given
+    schema: bool = False  # also run every model under the task's schema.json
+
+
+STORIES = {
+    # 1,001 messages (13 per intent), the job's defaults (3 epochs): ~6 of the demo's ~8 minutes
+    "banking77": Story("banking77", "labels: 77 banking intents", "train_1k.jsonl", test_sample=200),
+    # one epoch over the first 500 descriptions (138 tokens each: 69k tokens), in batches of 4: 125 steps
+    # rather than 31. Sized from measurements, not yet timed end to end: 279 tokens/s at batch 16 on the
+    # AVX2-only EPYC (issue 19), batch 4 taken as ~1.3x slower per token (batch 10 against 32 in
+    # docs/benchmarks.md): ~5 min there, ~3 on the AVX512-BF16 EPYC; with 4 x 100 evaluation requests,
+    # the demo stays ~15 minutes.
+    "restaurants": Story("restaurants", "extraction: restaurant descriptions to JSON", "train_1k.jsonl",
+                         test_sample=100, train_rows=500, hyperparameters={"n_epochs": 1, "batch_size": 4},
+                         schema=True),
+}
+
+
 def banking77_dir() -> Path:
-    """A folder with train_1k.jsonl and test.jsonl, found or built."""
-    candidates = [os.environ.get("SELFTUNE_DEMO_DATA"), PROJECT_ROOT.parent / "shared" / "data" / "banking77"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "train_1k.jsonl").is_file():
-            return Path(candidate)
-    return build_once(get_settings().home.expanduser() / "datasets" / "banking77", _download_banking77)
-
-
-def _download_banking77(folder: Path) -> None:
-    """Fetch the original CSVs and write the chat files the way ../shared/data does."""
-    console.print(f"downloading Banking77 from {SOURCE} ...")
-    splits = {}
-    for name in ("train", "test"):
-        try:
-            with urllib.request.urlopen(f"{SOURCE}/{name}.csv", timeout=60) as response:
-                text = response.read().decode("utf-8")
-        except OSError as exc:
-            raise SelftuneError(f"could not download Banking77 ({exc}); put train_1k.jsonl and test.jsonl "
-                                "in a folder and point SELFTUNE_DEMO_DATA at it") from None
-        (folder / f"{name}.csv").write_text(text)
-        splits[name] = [(row["text"], row["category"]) for row in csv.DictReader(io.StringIO(text))]
-
-    rng = random.Random(0)
-    train = splits["train"][:]
-    rng.shuffle(train)
-    by_intent = defaultdict(list)
-    for text, intent in train:
-        by_intent[intent].append((text, intent))
-    train_1k = [row for intent in sorted(by_intent) for row in by_intent[intent][:PER_INTENT]]
-    rng.shuffle(train_1k)
-    for name, rows in (("train.jsonl", train), ("train_1k.jsonl", train_1k), ("test.jsonl", splits["test"])):
-        with atomic_write(folder / name) as f:
-            for text, intent in rows:
-                f.write(json.dumps({"messages": [{"role": "system", "content": SYSTEM_PROMPT},
-                                                 {"role": "user", "content": text},
-                                                 {"role": "assistant", "content": intent}]}) + "\n")
+    """The Banking77 folder (bench/distill_demo.py and bench/migrate_demo.py use the demo's data)."""
+    return task_dir("banking77")
 
 
 def _selftune(*args: str) -> None:
@@ -94,45 +83,109 @@ def _selftune(*args: str) -> None:
         raise SystemExit(result.returncode)
 
 
-def main() -> None:
-    data = banking77_dir()
-    train = Path(os.path.relpath(data / "train_1k.jsonl"))
-    test = Path(os.path.relpath(data / "test.jsonl"))
+@dataclass
+class Told:
+    """A story's outcome: its evaluation and where its report is."""
+
+    story: Story
+    config: EvalConfig
+    report: EvalReport
+
+    @property
+    def html(self) -> Path:
+        return (Path(self.config.out) / "report.html").resolve()
+
+
+def main(tasks: list[str]) -> None:
     workdir = get_settings().home.expanduser() / "demo"
-    console.print(f"[bold]selftune demo — stage 1: prepare data[/]  (Banking77 from {data})")
+    stories = [STORIES[task] for task in tasks]
+    folders = {story.task: task_dir(story.task) for story in stories}  # downloads, if any, before the server
     _selftune("models", "list")
+    with local_server(workdir / "server.log") as url:
+        console.print(f"selftune server: {url}")
+        client = openai.OpenAI(base_url=url, api_key="local", max_retries=2, timeout=600)
+        told = [_tell(story, folders[story.task], client, url, workdir) for story in stories]
+        print_both(told, console)
+        _show_in_dashboard(told, url)
+
+
+def _tell(story: Story, data: Path, client: openai.OpenAI, url: str, workdir: Path) -> Told:
+    """One story: prepare, train through the API, evaluate against the 10-shot base."""
+    started = time.monotonic()
+    train = _training_file(story, data, workdir)
+    test = Path(os.path.relpath(data / "test.jsonl"))
+    console.rule(f"[bold]{story.title}[/]")
+    console.print(f"[bold]stage 1: prepare data[/]  ({story.task} from {data})")
     _selftune("data", "check", str(train))
     _selftune("data", "stats", str(train))
 
     console.print("\n[bold]stage 2: train[/] through the Fine-tuning API, with the openai SDK")
-    with local_server(workdir / "server.log") as url:
-        console.print(f"selftune server: {url}")
-        client = openai.OpenAI(base_url=url, api_key="local", max_retries=2, timeout=600)
-        model = _fine_tune(client, train)
+    model = _fine_tune(client, train, story)
 
-        console.print(f"\n[bold]stage 3: evaluate[/] {model} against the {FEW_SHOT}-shot base model on "
-                      f"{TEST_SAMPLE} held-out messages of {test.name}")
-        config = EvalConfig(data=test, models=[model, BASE_MODEL], few_shot=FEW_SHOT, few_shot_from=train,
-                            limit=TEST_SAMPLE, seed=0, base_url=url, concurrency=8, out=workdir / "eval")
-        with progress_bars(console) as progress:
-            report = evaluate(config, progress)
-        print_summary(report, console)
-        console.print(f"\n[bold]report:[/] {(workdir / 'eval' / 'report.html').resolve()}")
-        _show_in_dashboard(config, report, url)
+    shown = " (each also under the JSON schema)" if story.schema else ""
+    console.print(f"\n[bold]stage 3: evaluate[/] {model} against the {FEW_SHOT}-shot base model{shown} on "
+                  f"{story.test_sample} held-out examples of {test.name}")
+    config = EvalConfig(data=test, models=[model, BASE_MODEL], few_shot=FEW_SHOT, few_shot_from=train,
+                        limit=story.test_sample, seed=0, base_url=url, concurrency=8,
+                        schema_file=data / "schema.json" if story.schema else None,
+                        out=workdir / ("eval" if story.task == "banking77" else f"eval-{story.task}"))
+    with progress_bars(console) as progress:
+        report = evaluate(config, progress)
+    print_summary(report, console)
+    told = Told(story, config, report)
+    console.print(f"\n[bold]report:[/] {told.html}  ({story.task} took {(time.monotonic() - started) / 60:.1f} min)")
+    return told
 
 
-def _show_in_dashboard(config: EvalConfig, report, url: str) -> None:
-    """Record the evaluation as ``selftune eval`` does and point at the dashboard: the demo job and its
-    evaluation are there. A server the demo started itself stays up until Enter (when someone is there
-    to press it)."""
+def _training_file(story: Story, data: Path, workdir: Path) -> Path:
+    """The file to upload: the task's training file, or its first ``train_rows`` lines."""
+    source = data / story.train_file
+    if story.train_rows is None:
+        return Path(os.path.relpath(source))
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)[:story.train_rows]
+    path = workdir / f"{story.task}_train_{len(lines)}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(lines), encoding="utf-8")
+    return Path(os.path.relpath(path))
+
+
+def print_both(told: list[Told], console: Console) -> None:
+    """The demo's last word: every model of every story in one table, and where the reports are."""
+    table = Table(title="selftune demo — what fine-tuning bought")
+    for column in ("task", "model", "kind", "quality (95% CI)", "valid JSON", "field F1", "prompt tok",
+                   "latency p50"):
+        table.add_column(column, justify="left" if column in ("task", "model", "kind") else "right")
+    for t in told:
+        report = t.report
+        fields = {r.name: x for r, x in structured(report)}
+        for r in report.models:
+            q, x = r.quality[report.grader], fields.get(r.name)
+            quality = "exact object" if x else report.grader
+            table.add_row(t.story.task, r.name if len(r.name) <= 40 else f"…{r.name[-39:]}", r.kind,
+                          f"{q.mean:.1%} ({q.ci95[0]:.1%}–{q.ci95[1]:.1%}) {quality}",
+                          f"{x['valid_json']['value']:.0%}" if x else "–",
+                          f"{x['fields']['f1']['value']:.2f}" if x else "–",
+                          f"{r.prompt_tokens:,.0f}", f"{r.latency_s.p50:.2f} s")
+        table.add_section()
+    console.print()
+    console.print(table)
+    for t in told:
+        console.print(f"[bold]{t.story.task} report:[/] {t.html}")
+
+
+def _show_in_dashboard(told: list[Told], url: str) -> None:
+    """Record the evaluations as ``selftune eval`` does and point at the dashboard: the demo's jobs and
+    their evaluations are there. A server the demo started itself stays up until Enter (when someone is
+    there to press it)."""
     from selftune.api.evaluations.service import dashboard_root, record_finished
 
     root = dashboard_root(url)
-    try:
-        evaluation = record_finished(config, report)
-        console.print(f"[bold]evaluation:[/] {evaluation.id} · {root}evals/{evaluation.id}")
-    except Exception as exc:  # noqa: BLE001 - the demo's results stand; say why the dashboard lacks them
-        console.print(f"evaluation not recorded in the store: {exc}", markup=False)
+    for t in told:
+        try:
+            evaluation = record_finished(t.config, t.report)
+            console.print(f"[bold]{t.story.task} evaluation:[/] {evaluation.id} · {root}evals/{evaluation.id}")
+        except Exception as exc:  # noqa: BLE001 - the demo's results stand; say why the dashboard lacks them
+            console.print(f"{t.story.task} evaluation not recorded in the store: {exc}", markup=False)
     console.print(f"\n[bold]dashboard:[/] {root}")
     if url != LOCAL_BASE_URL:  # the demo's own server: it stops with the demo
         if sys.stdin.isatty():
@@ -150,17 +203,20 @@ def _cancel_leftovers(client: openai.OpenAI) -> None:
             console.print(f"  cancelled {job.id}, left unfinished by an earlier demo", markup=False)
 
 
-def _fine_tune(client: openai.OpenAI, train: Path) -> str:
+def _fine_tune(client: openai.OpenAI, train: Path, story: Story) -> str:
     """Upload, create the job, follow its events: the hosted workflow, unchanged but for base_url."""
     console.print(f"[cyan]client.files.create(file=open({str(train)!r}, 'rb'), purpose='fine-tune')[/]")
     with open(train, "rb") as f:
         uploaded = client.files.create(file=f, purpose="fine-tune")
     uploaded = client.files.wait_for_processing(uploaded.id)
+    settings = {"method": {"type": "supervised", "supervised": {"hyperparameters": story.hyperparameters}}} \
+        if story.hyperparameters else {}
+    shown = "".join(f", {k}={v!r}" for k, v in settings.items())
     console.print(f"[cyan]client.fine_tuning.jobs.create(model={BASE_MODEL!r}, training_file={uploaded.id!r}, "
-                  f"suffix='banking77', seed=0, metadata={DEMO_JOB!r})[/]")
+                  f"suffix={story.task!r}, seed=0{shown}, metadata={DEMO_JOB!r})[/]")
     _cancel_leftovers(client)
-    job = client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=uploaded.id, suffix="banking77", seed=0,
-                                         metadata=DEMO_JOB)
+    job = client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=uploaded.id, suffix=story.task, seed=0,
+                                         metadata=DEMO_JOB, **settings)
     seen: set[str] = set()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[loss]}"), console=console) as progress:
@@ -185,9 +241,17 @@ def _fine_tune(client: openai.OpenAI, train: Path) -> str:
     return job.fine_tuned_model
 
 
+def parse_tasks(argv: list[str] | None = None) -> list[str]:
+    parser = argparse.ArgumentParser(prog="python -m selftune.demo", description="The end-to-end demo: labels "
+                                     "(Banking77) and extraction to JSON (restaurants).")
+    parser.add_argument("--task", choices=sorted(STORIES), action="append",
+                        help="run this story only (repeatable); default: both, labels first")
+    return parser.parse_args(argv).task or list(STORIES)
+
+
 if __name__ == "__main__":
     try:
-        main()
+        main(parse_tasks())
     except SelftuneError as exc:
         console.print(f"error: {exc}", markup=False)
         sys.exit(2)

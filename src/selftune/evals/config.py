@@ -40,7 +40,11 @@ class EvalConfig(BaseModel):
     graders: list[str] = Field(
         default_factory=list, description="exact, normalized, classification, json, regex:PATTERN, "
                                           "embedding[:MODEL], judge:MODEL (default: classification when the "
-                                          "answers are labels, else normalized).")
+                                          "answers are labels, json when they are JSON objects or --schema "
+                                          "is given, else normalized).")
+    schema_file: Path | None = Field(None, description="A JSON schema file: every model is also run with "
+                                                       "response_format json_schema (constrained decoding), as "
+                                                       "its own 'MODEL + schema' row.")
     base_url: str | None = Field(None, description="Any OpenAI-compatible endpoint (default: the local selftune "
                                                    "server, started if none is running).")
     api_key: str | None = Field(None, description="API key of the endpoint.")

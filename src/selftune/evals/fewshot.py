@@ -18,8 +18,12 @@ MAX_LABEL_CHARS = 64
 
 def label_set(references: list[str]) -> list[str] | None:
     """The labels when the answers look like a classification (short one-line answers, each used
-    at least twice on average), else None."""
+    at least twice on average), else None. JSON objects are an extraction, however often they repeat."""
+    from selftune.evals.graders.json_fields import are_objects
+
     distinct = set(references)
+    if are_objects(sorted(distinct)):
+        return None
     if len(distinct) < 2 or len(references) < 2 * len(distinct):
         return None
     if any("\n" in label or len(label) > MAX_LABEL_CHARS or not label.strip() for label in distinct):

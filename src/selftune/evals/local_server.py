@@ -56,11 +56,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def local_server(log_file: Path, api_key: str = "local", timeout_s: float = 120) -> Iterator[str]:
-    """The base URL of a selftune server: the one on the default port if it answers, else a new
-    ``selftune serve`` on a free port (its output in ``log_file``), stopped on exit, on Ctrl-C and on
-    SIGTERM."""
-    if _listening(LOCAL_BASE_URL, api_key):
+def local_server(log_file: Path, api_key: str = "local", timeout_s: float = 120,
+                 reuse_default: bool = True) -> Iterator[str]:
+    """The base URL of a selftune server: the one on the default port if it answers (unless not
+    ``reuse_default``: a benchmark serving models of its own), else a new ``selftune serve`` on a free
+    port (its output in ``log_file``), stopped on exit, on Ctrl-C and on SIGTERM."""
+    if reuse_default and _listening(LOCAL_BASE_URL, api_key):
         yield LOCAL_BASE_URL
         return
     port = free_port()

@@ -4,6 +4,7 @@ no JavaScript)."""
 from __future__ import annotations
 
 import io
+from collections import Counter
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -53,9 +54,12 @@ def short_name(model: str) -> str:
 def _names(results: list[ModelResult]) -> list[str]:
     """Short axis labels; where two would read the same (an old and a new model with one suffix), the
     organisation and job tell them apart."""
-    short = [short_name(r.model) for r in results]
-    names = [s if short.count(s) == 1 else _distinct_name(r.model) for s, r in zip(short, results, strict=True)]
-    return [f"{name}\n({r.kind})" for name, r in zip(names, results, strict=True)]
+    from selftune.evals.results import run_name
+
+    short = {r.model: short_name(r.model) for r in results}  # a model and its "+ schema" row: one model
+    clashes = Counter(short.values())
+    names = [short[r.model] if clashes[short[r.model]] == 1 else _distinct_name(r.model) for r in results]
+    return [f"{run_name(name, r.constrained)}\n({r.kind})" for name, r in zip(names, results, strict=True)]
 
 
 def _distinct_name(model: str) -> str:
@@ -131,4 +135,31 @@ def confusion(summary: Confusion, title: str) -> str:
     ax.set_xlabel("answered")
     ax.set_ylabel("reference")
     ax.set_title(title)
+    return _svg(fig)
+
+
+def fields(results: list[ModelResult], grader: str) -> str:
+    """F1 per field of a JSON extraction, one bar per model with its 95% interval: which attributes
+    each model gets right, misses or invents. Rows without per-field figures are left out."""
+    import numpy as np
+
+    shown = [r for r in results if (r.quality[grader].model_extra or {}).get("per_field")]
+    per_model = [r.quality[grader].model_extra["per_field"] for r in shown]
+    names = list(dict.fromkeys(f for table in per_model for f in table))
+    height = 0.8 / max(1, len(shown))
+    fig, ax = _figure(6.5, 0.8 + 0.22 * len(names) * max(1, len(shown)))
+    palette = ["#2a9d8f", "#8ab17d", "#e76f51", "#f4a261", "#264653", "#e9c46a", "#6d597a", "#b56576"]
+    for i, (r, table, label) in enumerate(zip(shown, per_model, _names(shown), strict=True)):
+        y = np.arange(len(names)) + i * height
+        f1 = [table[f]["f1"] if f in table else 0.0 for f in names]
+        ci = [table[f]["f1_ci95"] if f in table else (0.0, 0.0) for f in names]
+        errors = [[max(0.0, v - low) for v, (low, _) in zip(f1, ci, strict=True)],
+                  [max(0.0, high - v) for v, (_, high) in zip(f1, ci, strict=True)]]
+        ax.barh(y, f1, height=height, xerr=errors, capsize=2, color=palette[i % len(palette)],
+                hatch="//" if r.constrained else None, edgecolor="white", label=label.replace("\n", " "))
+    ax.set_yticks(np.arange(len(names)) + height * (len(shown) - 1) / 2, names)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel("field F1 (95% interval)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1, frameon=False, fontsize=7)
     return _svg(fig)

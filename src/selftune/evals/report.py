@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from selftune.evals import plots
-from selftune.evals.results import LOCAL_COST, EvalReport, ExampleResult
+from selftune.evals.results import LOCAL_COST, EvalReport, ExampleResult, ModelResult, run_name
 from selftune.store.atomic import atomic_write
 
 WRONG_SHOWN = 25  # wrong answers listed per model in the HTML
@@ -40,18 +40,70 @@ def print_summary(report: EvalReport, console: Console) -> None:
         table.add_column(f"at {price.name} prices", justify="right")
     for r in report.models:
         q = r.quality[grader]
-        table.add_row(r.model, r.kind, f"{q.mean:.1%} ({q.ci95[0]:.1%}–{q.ci95[1]:.1%})",
+        table.add_row(r.name, r.kind, f"{q.mean:.1%} ({q.ci95[0]:.1%}–{q.ci95[1]:.1%})",
                       f"{r.prompt_tokens:,.0f}", f"{r.completion_tokens:,.1f}",
                       f"{r.latency_s.p50:.2f} / {r.latency_s.p95:.2f} s",
                       f"{r.requests_per_s:.2f}" if r.requests_per_s else "–",
                       f"${r.own_cost:.4f}" + ("" if r.cost_basis == LOCAL_COST else f" ({r.cost_basis})"),
                       *[f"${r.cost_per_1000[p.name]:.4f}" for p in report.prices])
     console.print(table)
+    print_structured(report, console)
     for line in bought(report) + agreed(report):
         console.print(f"  {line}")
     for r in report.models:
         if r.errors:
-            console.print(f"  [red]{r.model}: {r.errors} requests failed (graded as wrong)[/]")
+            console.print(f"  [red]{r.name}: {r.errors} requests failed (graded as wrong)[/]")
+
+
+def structured(report: EvalReport) -> list[tuple[ModelResult, dict]]:
+    """The rows graded field by field (the json grader's figures), with those figures."""
+    out = []
+    for r in report.models:
+        extra = r.quality[report.grader].model_extra or {}
+        if extra.get("per_field"):
+            out.append((r, extra))
+    return out
+
+
+def _interval(figure: dict, share: bool = True) -> str:
+    low, high = figure["ci95"]
+    if share:
+        return f"{figure['value']:.1%} ({low:.1%}–{high:.1%})"
+    return f"{figure['value']:.3f} ({low:.3f}–{high:.3f})"
+
+
+def print_structured(report: EvalReport, console: Console) -> None:
+    """For a JSON extraction: validity, exact objects and field figures per model, F1 per field, and
+    each model's worst fields with their commonest errors."""
+    rows = structured(report)
+    if not rows:
+        return
+    table = Table(title="structured output · fields pooled over all examples")
+    for column in ("model", "valid JSON", "exact object (95% CI)", "field precision", "field recall",
+                   "field F1 (95% CI)"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for r, x in rows:
+        fields = x["fields"]
+        table.add_row(r.name, f"{x['valid_json']['value']:.1%}", _interval(x["exact_match"]),
+                      f"{fields['precision']['value']:.3f}", f"{fields['recall']['value']:.3f}",
+                      _interval(fields["f1"], share=False))
+    console.print(table)
+    names = list(dict.fromkeys(f for _, x in rows for f in x["per_field"]))
+    per_field = Table(title="F1 per field (support: the reference's count)")
+    per_field.add_column("field")
+    per_field.add_column("support", justify="right")
+    for r, _ in rows:
+        per_field.add_column(run_name(plots.short_name(r.model), r.constrained), justify="right")
+    for name in names:
+        support = next((x["per_field"][name]["support"] for _, x in rows if name in x["per_field"]), 0)
+        per_field.add_row(name, f"{support:,}", *[f"{x['per_field'][name]['f1']:.2f}" if name in x["per_field"]
+                                                 else "–" for _, x in rows])
+    console.print(per_field)
+    for r, x in rows:
+        for field, pairs in list(x.get("confusions", {}).items())[:1]:
+            errors = ", ".join(f"{p['reference']} → {p['answer']} ×{p['count']}" for p in pairs[:3])
+            console.print(f"  {r.name}: worst field {field} (F1 {x['per_field'][field]['f1']:.2f}): {errors}",
+                          markup=False)
 
 
 RATIOS = (("prompt_tokens_ratio", "fewer prompt tokens"), ("latency_p50_ratio", "lower latency"),
@@ -85,15 +137,18 @@ def write_html(report: EvalReport, rows: list[ExampleResult], path: Path) -> Non
     results = report.models
     figures = {"quality": plots.quality(results, grader), "tokens": plots.tokens(results),
                "latency": plots.latency(results)}
-    confusions = [(r.model, plots.confusion(r.quality[grader].confusion, r.model))
+    confusions = [(r.name, plots.confusion(r.quality[grader].confusion, r.name))
                   for r in results if "confusion" in (r.quality[grader].model_extra or {})]
-    wrong = {r.model: [row for row in rows if row.model == r.model and row.scores[grader] < 1][:WRONG_SHOWN]
+    wrong = {r.name: [row for row in rows if row.name == r.name and row.scores[grader] < 1][:WRONG_SHOWN]
              for r in results}
+    extraction = structured(report)
+    if extraction:
+        figures["fields"] = plots.fields(results, grader)
     env = Environment(autoescape=True)
     html = env.from_string(TEMPLATE).render(
         report=report, grader=grader, results=results, bought=bought(report) + agreed(report), wrong=wrong,
         figures={k: Markup(v) for k, v in figures.items()},
-        confusions=[(m, Markup(svg)) for m, svg in confusions],
+        confusions=[(m, Markup(svg)) for m, svg in confusions], extraction=extraction,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     with atomic_write(path) as f:
         f.write(html)
@@ -127,7 +182,7 @@ TEMPLATE = """<!doctype html>
 <th>latency p50 / p95</th><th>requests/s</th><th>cost / 1,000 requests (own)</th>
 {% for p in report.prices %}<th>at {{ p.name }} prices</th>{% endfor %}<th>failed</th></tr>
 {% for r in results %}{% set q = r.quality[grader] %}
-<tr><td>{{ r.model }}</td><td class="text">{{ r.kind }}</td>
+<tr><td>{{ r.name }}</td><td class="text">{{ r.kind }}</td>
 <td>{{ "%.1f%%" % (q.mean * 100) }} ({{ "%.1f" % (q.ci95[0] * 100) }}–{{ "%.1f" % (q.ci95[1] * 100) }})</td>
 <td>{{ "{:,.0f}".format(r.prompt_tokens) }}</td><td>{{ "%.1f" % r.completion_tokens }}</td>
 <td>{{ "%.2f" % r.latency_s.p50 }} / {{ "%.2f" % r.latency_s.p95 }} s</td>
@@ -144,15 +199,45 @@ Requests ran {{ report.concurrency }} at a time: latency is per request, request
 <figure><figcaption>Tokens per request</figcaption>{{ figures.tokens }}</figure>
 <figure><figcaption>Latency</figcaption>{{ figures.latency }}</figure>
 </div>
+{% if extraction %}{% set pct = "%.1f%%" %}
+<h2>Structured output</h2>
+<table>
+<tr><th>model</th><th>valid JSON</th><th>exact object (95% CI)</th><th>field precision (95% CI)</th>
+<th>field recall (95% CI)</th><th>field F1 (95% CI)</th><th>valid JSON, not an object</th></tr>
+{% for r, x in extraction %}<tr><td>{{ r.name }}</td><td>{{ pct % (x.valid_json.value * 100) }}</td>
+{% set e = x.exact_match %}
+<td>{{ pct % (e.value * 100) }} ({{ "%.1f" % (e.ci95[0] * 100) }}–{{ "%.1f" % (e.ci95[1] * 100) }})</td>
+{% for f in (x.fields.precision, x.fields.recall, x.fields.f1) %}
+<td>{{ "%.3f" % f.value }} ({{ "%.3f" % f.ci95[0] }}–{{ "%.3f" % f.ci95[1] }})</td>{% endfor %}
+<td>{{ x.not_object }}</td></tr>{% endfor %}
+</table>
+<p class="meta">An answer's score is 1 when its object equals the reference: every field, nothing more. Field by
+field, a wrong value counts against precision and recall, a missing field against recall, a field the text does not
+state against precision; nested objects count as dotted paths. Intervals: bootstrap over the examples.</p>
+<figure><figcaption>F1 per field</figcaption>{{ figures.fields }}</figure>
+{% for r, x in extraction %}
+<details><summary>Fields of {{ r.name }}: counts and the worst fields' errors</summary>
+<table><tr><th>field</th><th>support</th><th>right</th><th>wrong</th><th>missing</th><th>extra</th><th>precision</th>
+<th>recall</th><th>F1 (95% CI)</th></tr>
+{% for name, f in x.per_field.items() %}<tr><td>{{ name }}</td><td>{{ f.support }}</td><td>{{ f.right }}</td>
+<td>{{ f.wrong }}</td><td>{{ f.missing }}</td><td>{{ f.extra }}</td><td>{{ "%.2f" % f.precision }}</td>
+<td>{{ "%.2f" % f.recall }}</td><td>{{ "%.2f" % f.f1 }} ({{ "%.2f" % f.f1_ci95[0] }}–{{ "%.2f" % f.f1_ci95[1] }})</td>
+</tr>{% endfor %}</table>
+{% for name, pairs in x.confusions.items() %}
+<table class="wrong"><tr><th>{{ name }}: reference</th><th>answer</th><th>count</th></tr>
+{% for p in pairs %}<tr><td class="text">{{ p.reference }}</td><td class="text">{{ p.answer }}</td>
+<td>{{ p.count }}</td></tr>{% endfor %}</table>{% endfor %}
+</details>{% endfor %}
+{% endif %}
 {% for r in results %}{% set q = r.quality[grader] %}{% if q.macro_f1 is defined %}
-<p><b>{{ r.model }}</b>: accuracy {{ "%.1f%%" % (q.accuracy * 100) }}, macro-F1 {{ "%.3f" % q.macro_f1 }},
+<p><b>{{ r.name }}</b>: accuracy {{ "%.1f%%" % (q.accuracy * 100) }}, macro-F1 {{ "%.3f" % q.macro_f1 }},
 {{ q.off_label_answers }} answers that are none of the {{ q.per_class | length }} labels.</p>{% endif %}{% endfor %}
 {% for model, svg in confusions %}
 <details><summary>Confusion matrix: {{ model }}</summary>{{ svg }}</details>{% endfor %}
 {% for r in results %}
-<details><summary>Wrong answers: {{ r.model }} (first {{ wrong[r.model] | length }})</summary>
+<details><summary>Wrong answers: {{ r.name }} (first {{ wrong[r.name] | length }})</summary>
 <table class="wrong"><tr><th>line</th><th>prompt</th><th>reference</th><th>answer</th></tr>
-{% for row in wrong[r.model] %}<tr><td>{{ row.line }}</td><td class="text">{{ row.prompt }}</td>
+{% for row in wrong[r.name] %}<tr><td>{{ row.line }}</td><td class="text">{{ row.prompt }}</td>
 <td class="text">{{ row.reference }}</td><td class="text">{% if row.error %}<span class="err">{{ row.error }}</span>
 {% else %}{{ row.answer }}{% endif %}</td></tr>{% endfor %}
 </table></details>{% endfor %}

@@ -23,6 +23,7 @@ class ChatRequest:
     messages: list[dict]
     tools: list[dict] | None = None
     seed: int | None = None  # distill's K samples of one prompt differ by seed
+    response_format: dict | None = None  # structured output: the answer decoded under a JSON schema
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ def ask(client: openai.OpenAI, model: str, request: ChatRequest, settings: dict[
     extra = {"tools": request.tools} if request.tools else {}
     if request.seed is not None:
         extra["seed"] = request.seed
+    if request.response_format is not None:
+        extra["response_format"] = request.response_format
     started = time.perf_counter()
     try:
         response = client.chat.completions.create(model=model, messages=request.messages, **settings, **extra)

@@ -9,6 +9,12 @@ from selftune.evals.prices import TokenPrice
 
 FINE_TUNED = "fine-tuned"  # the kind of a model whose id starts with ft:
 LOCAL_COST = "local"  # the cost basis of a model served here: its measured time at the hourly price
+SCHEMA_VARIANT = " + schema"  # a model's row when its answers were decoded under the run's JSON schema
+
+
+def run_name(model: str, constrained: bool) -> str:
+    """The name of one row of the report: the model id, and `` + schema`` for its constrained run."""
+    return f"{model}{SCHEMA_VARIANT}" if constrained else model
 
 
 class Quality(BaseModel):
@@ -43,6 +49,12 @@ class ModelResult(BaseModel):
     requests_per_s: float | None
     cost_per_1000: dict[str, float]  # its own cost (under cost_basis), then each --price by name
     cost_basis: str = LOCAL_COST  # "local": measured time on this machine; else the name of its own price
+    constrained: bool = False  # decoded under the run's JSON schema (response_format json_schema)
+
+    @property
+    def name(self) -> str:
+        """The row's name: the model id, with `` + schema`` for its constrained run."""
+        return run_name(self.model, self.constrained)
 
     @property
     def fine_tuned(self) -> bool:
@@ -55,7 +67,8 @@ class ModelResult(BaseModel):
 
 
 class Agreement(BaseModel):
-    """How often ``model`` gave the same answer as ``with_model`` (see :mod:`selftune.evals.agreement`)."""
+    """How often ``model`` (a row's name) gave the same answer as ``with_model`` (see
+    :mod:`selftune.evals.agreement`)."""
 
     model: str
     with_model: str
@@ -65,7 +78,8 @@ class Agreement(BaseModel):
 
 class Comparison(BaseModel):
     """What a fine-tuned model bought against a base model: quality gained, and how many times fewer
-    prompt tokens, less latency and less cost it needed (None where the fine-tuned figure is 0)."""
+    prompt tokens, less latency and less cost it needed (None where the fine-tuned figure is 0).
+    ``fine_tuned`` and ``base`` are row names (:func:`run_name`)."""
 
     fine_tuned: str
     base: str
@@ -87,6 +101,7 @@ class EvalReport(BaseModel):
     max_tokens: int
     concurrency: int
     few_shot: int
+    schema_file: str | None = None  # the JSON schema file the "+ schema" rows were decoded under
     labels: list[str] | None
     graders: list[str]
     hourly_price: float
@@ -114,3 +129,8 @@ class ExampleResult(BaseModel):
     completion_tokens: int
     latency_s: float
     error: str | None
+    constrained: bool = False  # the answer was decoded under the run's JSON schema
+
+    @property
+    def name(self) -> str:
+        return run_name(self.model, self.constrained)

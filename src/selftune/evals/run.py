@@ -14,6 +14,7 @@ from selftune.evals.config import EvalConfig, ModelEndpoint
 from selftune.evals.examples import EvalExample, load_examples
 from selftune.evals.fewshot import FewShot, label_set
 from selftune.evals.graders import Grader, GradingContext, make_grader
+from selftune.evals.graders.json_fields import are_objects
 from selftune.evals.local_server import local_server
 from selftune.evals.prices import local_cost_per_thousand
 from selftune.evals.requests import ChatRequest
@@ -27,8 +28,10 @@ from selftune.evals.results import (
     Latency,
     ModelResult,
     Quality,
+    run_name,
 )
 from selftune.evals.runner import ModelRun, check_model, run_model
+from selftune.evals.schema import response_format
 from selftune.evals.stats import bootstrap_ci, percentile
 from selftune.models.content import text_of
 from selftune.store.atomic import atomic_write
@@ -61,6 +64,7 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalReport
     train = load_examples(config.few_shot_from) if config.few_shot_from else None
     few_shot = FewShot.build(train, config.few_shot, config.seed) if train and config.few_shot else None
     labels = label_set([e.reference for e in train]) if train else label_set([e.reference for e in examples])
+    structured = response_format(config.schema_file) if config.schema_file else None
     max_tokens = config.max_tokens or min(1024, max(16, max(len(e.reference) for e in examples) // 3 + 16))
     api_key = config.api_key or LOCAL_API_KEY
     clients = Clients()
@@ -69,9 +73,9 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalReport
         judge_client = (openai.OpenAI(base_url=config.judge_base_url, api_key=api_key, max_retries=3)
                         if config.judge_base_url else None)
         context = GradingContext(labels=labels, client=run_client, judge_client=judge_client,
-                                 concurrency=config.concurrency)
-        graders = [make_grader(spec, context) for spec in config.graders or
-                   (["classification"] if labels else ["normalized"])]
+                                 concurrency=config.concurrency, seed=config.seed)
+        graders = [make_grader(spec, context) for spec in config.graders or _default_graders(labels, examples,
+                                                                                              structured)]
         endpoints = [(m, m.base_url or url, m.api_key or api_key) for m in config.models]
         for spec, model_url, key in endpoints:
             check_model(clients.get(model_url, key), spec.model)
@@ -79,22 +83,35 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalReport
         for spec, model_url, key in endpoints:
             model = spec.model
             shots = few_shot if few_shot is not None and not is_fine_tuned(model) else None
-            requests = [ChatRequest(shots.messages(e) if shots else e.messages, e.tools) for e in examples]
-            run = run_model(clients.get(model_url, key), model, requests, max_tokens=max_tokens,
-                            concurrency=config.concurrency,
-                            progress=progress(model, len(requests)) if progress else None)
             kind = FINE_TUNED if is_fine_tuned(model) else (f"base, {len(shots.shots)}-shot" if shots else "base")
-            result, model_rows = _grade(spec, kind, model_url, examples, run, graders, config)
-            results.append(result)
-            rows += model_rows
-            answers[model] = [a.text.strip() for a in run.answers]
+            for constrained in (False, True) if structured else (False,):
+                name = run_name(model, constrained)
+                requests = [ChatRequest(shots.messages(e) if shots else e.messages, e.tools,
+                                        response_format=structured if constrained else None) for e in examples]
+                run = run_model(clients.get(model_url, key), model, requests, max_tokens=max_tokens,
+                                concurrency=config.concurrency,
+                                progress=progress(name, len(requests)) if progress else None)
+                result, model_rows = _grade(spec, kind, constrained, model_url, examples, run, graders, config)
+                results.append(result)
+                rows += model_rows
+                answers[name] = [a.text.strip() for a in run.answers]
     report = EvalReport(data=str(config.data), examples=len(examples), seed=config.seed, endpoint=url,
                         max_tokens=max_tokens, concurrency=config.concurrency, few_shot=config.few_shot,
+                        schema_file=str(config.schema_file) if config.schema_file else None,
                         labels=labels, graders=[g.label for g in graders], hourly_price=config.hourly_price,
                         prices=config.prices, models=results, comparisons=_comparisons(results),
                         agreements=_agreements(answers, config.agreement_with))
     _write(config.out, report, rows)
     return report
+
+
+def _default_graders(labels: list[str] | None, examples: list[EvalExample], structured: dict | None) -> list[str]:
+    """Labels are a classification; JSON-object answers (or a schema to decode under) an extraction."""
+    if labels:
+        return ["classification"]
+    if structured or are_objects([e.reference for e in examples]):
+        return ["json"]
+    return ["normalized"]
 
 
 @contextlib.contextmanager
@@ -110,7 +127,7 @@ def _run_endpoint(config: EvalConfig, api_key: str) -> Iterator[str | None]:
             yield url
 
 
-def _grade(spec: ModelEndpoint, kind: str, endpoint: str, examples: list[EvalExample], run: ModelRun,
+def _grade(spec: ModelEndpoint, kind: str, constrained: bool, endpoint: str, examples: list[EvalExample], run: ModelRun,
            graders: list[Grader], config: EvalConfig) -> tuple[ModelResult, list[ExampleResult]]:
     model = spec.model
     answers = [a.text.strip() for a in run.answers]
@@ -129,7 +146,8 @@ def _grade(spec: ModelEndpoint, kind: str, endpoint: str, examples: list[EvalExa
     completion_tokens = sum(a.completion_tokens for a in ok) / len(ok)
     latencies = [a.latency_s for a in ok]
     result = ModelResult(
-        model=model, kind=kind, endpoint=endpoint, requests=n, errors=n - len(run.ok), quality=quality,
+        model=model, kind=kind, constrained=constrained, endpoint=endpoint, requests=n, errors=n - len(run.ok),
+        quality=quality,
         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
         latency_s=Latency(p50=percentile(latencies, 50), p95=percentile(latencies, 95),
                           mean=sum(latencies) / len(latencies), all=latencies),
@@ -144,7 +162,7 @@ def _grade(spec: ModelEndpoint, kind: str, endpoint: str, examples: list[EvalExa
                           if e.without_system() else None, reference=e.reference, answer=answer,
                           scores={label: scores[i] for label, scores in scores_by_grader.items()},
                           prompt_tokens=a.prompt_tokens, completion_tokens=a.completion_tokens,
-                          latency_s=a.latency_s, error=a.error)
+                          latency_s=a.latency_s, error=a.error, constrained=constrained)
             for i, (e, a, answer) in enumerate(zip(examples, run.answers, answers, strict=True))]
     return result, rows
 
@@ -156,7 +174,7 @@ def _comparisons(results: list[ModelResult]) -> list[Comparison]:
         for base in (r for r in results if not r.fine_tuned):
             grader = next(iter(tuned.quality))
             out.append(Comparison(
-                fine_tuned=tuned.model, base=base.model, base_kind=base.kind, grader=grader,
+                fine_tuned=tuned.name, base=base.name, base_kind=base.kind, grader=grader,
                 quality_gain=tuned.quality[grader].mean - base.quality[grader].mean,
                 prompt_tokens_ratio=_ratio(base.prompt_tokens, tuned.prompt_tokens),
                 latency_p50_ratio=_ratio(base.latency_s.p50, tuned.latency_s.p50),
@@ -165,7 +183,7 @@ def _comparisons(results: list[ModelResult]) -> list[Comparison]:
 
 
 def _agreements(answers: dict[str, list[str]], with_model: str | None) -> list[Agreement]:
-    """Each model's agreement with ``with_model``'s answers, example by example."""
+    """Each row's agreement with ``with_model``'s answers (its unconstrained row), example by example."""
     if with_model is None:
         return []
     out = []

@@ -38,9 +38,12 @@ def run_model(client: openai.OpenAI, model: str, requests: list[ChatRequest], *,
               concurrency: int, progress: Callable[[int], None] | None = None) -> ModelRun:
     """Greedy answers, in order. A request that fails after the client's retries is recorded with its
     error and graded as wrong, not dropped."""
-    if requests:  # one untimed request first: loading a model (or an adapter) is not a request's latency
+    if requests:  # one untimed request first: loading a model (or an adapter, or compiling a schema's
+        # grammar) is not a request's latency
+        first = requests[0]
+        extra = {"response_format": first.response_format} if first.response_format else {}
         with contextlib.suppress(openai.APIError):
-            client.chat.completions.create(model=model, messages=requests[0].messages, max_tokens=1, temperature=0)
+            client.chat.completions.create(model=model, messages=first.messages, max_tokens=1, temperature=0, **extra)
     started = time.perf_counter()
     answers = ask_all(client, model, requests, {"max_tokens": max_tokens, "temperature": 0},
                       concurrency=concurrency, progress=progress)

@@ -96,7 +96,7 @@ def dashboard_root(base_url: str | None) -> str:
 def figures(report: EvalReport) -> list[ModelFigures]:
     """Each model's headline figures, read from the report (its main grader, as its table shows)."""
     grader = report.grader
-    return [ModelFigures(model=r.model, kind=r.kind, grader=grader, score=r.quality[grader].mean,
+    return [ModelFigures(model=r.name, kind=r.kind, grader=grader, score=r.quality[grader].mean,
                          ci95=r.quality[grader].ci95, n=r.requests, errors=r.errors, latency_p50_s=r.latency_s.p50,
                          cost_per_1000=r.own_cost, cost_basis=r.cost_basis) for r in report.models]
 

@@ -23,6 +23,7 @@ class GradingContext:
     client: openai.OpenAI | None = None  # the run's endpoint
     judge_client: openai.OpenAI | None = None  # the judge's own endpoint, when it is elsewhere
     concurrency: int = 4
+    seed: int = 0  # of the bootstrap intervals a grader's summary adds
 
     @property
     def judge(self) -> openai.OpenAI | None:
