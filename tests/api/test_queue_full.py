@@ -1,5 +1,5 @@
-"""Backpressure: when SELFTUNE_SERVE_MAX_QUEUED chat sequences already wait for the engine, a new chat
-request is refused at once with a 429 in the hosted rate-limit shape and a ``Retry-After`` header (a
+"""Backpressure: when SELFTUNE_SERVE_MAX_QUEUED sequences already wait for the engine, a new chat
+(or Responses) request is refused at once with a 429 in the hosted rate-limit shape and a ``Retry-After`` header (a
 stream too, before its first byte), the openai SDK waits and retries, and once the queue drains
 requests are answered again. Normal traffic gives every place back."""
 
@@ -114,6 +114,9 @@ def test_a_full_queue_answers_429_with_retry_after_then_serves_again(http, hold)
 
     with pytest.raises(openai.RateLimitError):  # a stream is refused before it starts, not with an error event
         client.chat.completions.create(model="tiny", messages=HELLO, max_tokens=3, stream=True)
+    for stream in (False, True):  # the Responses API answers on the same engine: it waits in the same room
+        with pytest.raises(openai.RateLimitError):
+            client.responses.create(model="tiny", input="Where is my new card?", max_output_tokens=16, stream=stream)
 
     for stream in (False, True):  # the raw answer: the hosted error shape, JSON even when a stream was asked for
         raw = http.post("/v1/chat/completions", headers={"Authorization": "Bearer local-key"},
@@ -128,6 +131,7 @@ def test_a_full_queue_answers_429_with_retry_after_then_serves_again(http, hold)
     assert whole.choices[0].message.content and streamed
     assert admission(http).waiting == 0
     assert client.chat.completions.create(model="tiny", messages=HELLO, max_tokens=3).choices[0].message.content
+    assert client.responses.create(model="tiny", input="Where is my new card?", max_output_tokens=16).output_text
     assert "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
         model="tiny", messages=HELLO, max_tokens=3, stream=True) if c.choices)
 

@@ -98,10 +98,11 @@ class ChatService:
             self._engine.close()
 
     # ---- the request ---------------------------------------------------------------------------
-    def admit(self, request: ChatCompletionRequest) -> Ticket:
-        """A place in the waiting room for each of the request's sequences, or a 429 at once (no model work)."""
+    def admit(self, sequences: int = 1) -> Ticket:
+        """A place in the waiting room for each sequence of a request, or a 429 at once (no model work).
+        Every surface that answers on this engine (chat, responses) enters here."""
         try:
-            return self.admission.enter(request.n or 1)
+            return self.admission.enter(sequences)
         except QueueFull as full:
             raise rate_limited(f"The server is busy: {full.waiting} requests are waiting for the model (its limit, "
                                f"SELFTUNE_SERVE_MAX_QUEUED, is {full.limit}). Please try again in "
@@ -109,7 +110,7 @@ class ChatService:
 
     async def _prepared(self, org: str, request: ChatCompletionRequest):
         """Admission, then :meth:`prepare` off the event loop; a refused request gives its places back."""
-        ticket = self.admit(request)
+        ticket = self.admit(request.n or 1)
         try:
             model, prompt, params = await run_in_threadpool(self.prepare, org, request)
         except BaseException:
@@ -234,11 +235,12 @@ class ChatService:
             for handle in handles:  # the client went away, or an error: free the engine's slots
                 handle.cancel()
 
-    def generate(self, model: ServedModel, prompt: list[int],
-                 params: SamplingParams) -> AsyncIterator[tuple[int, Token | Finished]]:
-        """One answer's engine events (from :meth:`prepare`'s settings), for the other surfaces that answer
-        on this engine (the Responses API): the same submission, cancellation and shutdown."""
-        return self._events(model, prompt, params, 1)
+    def generate(self, model: ServedModel, prompt: list[int], params: SamplingParams,
+                 ticket: Ticket) -> AsyncIterator[tuple[int, Token | Finished]]:
+        """One answer's engine events (from :meth:`prepare`'s settings and an :meth:`admit` ticket), for the
+        other surfaces that answer on this engine (the Responses API): the same admission, submission,
+        cancellation and shutdown."""
+        return self._events(model, prompt, params, 1, ticket)
 
     async def complete(self, org: str, request: ChatCompletionRequest) -> ChatCompletion:
         ticket, model, prompt, params = await self._prepared(org, request)

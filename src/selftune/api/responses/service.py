@@ -35,7 +35,7 @@ from selftune.api.responses.protocol import (
     ResponseUsage,
 )
 from selftune.api.responses.stored import StoredResponses
-from selftune.serve.engine import Finished, SamplingParams, ServedModel, Token
+from selftune.serve.engine import Finished, SamplingParams, ServedModel, Ticket, Token
 from selftune.store.tables import new_id
 
 # parameters of the hosted API that selftune does not implement: refused by name, never ignored
@@ -116,10 +116,20 @@ class ResponseService:
         return Prepared(request, chat, model, prompt, params, history, input_items)
 
     # ---- the answer ----------------------------------------------------------------------------
+    async def _admitted(self, org: str, request: ResponseRequest):
+        """A place in the engine's waiting room (or a 429 at once), then :meth:`prepare` off the event loop;
+        a refused request gives its place back."""
+        ticket = self.chat.admit(1)
+        try:
+            return ticket, await run_in_threadpool(self.prepare, org, request)
+        except BaseException:
+            ticket.close()
+            raise
+
     async def create(self, org: str, request: ResponseRequest) -> Response:
-        prepared = await run_in_threadpool(self.prepare, org, request)
+        ticket, prepared = await self._admitted(org, request)
         text, final = "", None
-        async for _, event in self.chat.generate(prepared.model, prepared.prompt, prepared.params):
+        async for _, event in self.chat.generate(prepared.model, prepared.prompt, prepared.params, ticket):
             if isinstance(event, Token):
                 text += event.text
             else:
@@ -160,10 +170,10 @@ class ResponseService:
         """Server-sent events in the hosted sequence (``response.created``, ``response.in_progress``, the
         output items with their deltas, ``response.completed`` or ``response.incomplete``). 400s are
         raised before the first byte; a fault after it is an ``error`` event then ``response.failed``."""
-        prepared = await run_in_threadpool(self.prepare, org, request)
-        return self._stream(org, prepared)
+        ticket, prepared = await self._admitted(org, request)
+        return self._stream(org, prepared, ticket)
 
-    async def _stream(self, org: str, prepared: Prepared) -> AsyncIterator[str]:
+    async def _stream(self, org: str, prepared: Prepared, ticket: Ticket) -> AsyncIterator[str]:
         numbers = itertools.count()
 
         def event(kind: str, **fields) -> str:
@@ -179,7 +189,7 @@ class ResponseService:
         live = not reads_tool_calls(prepared.chat)  # with tools, the answer is sent whole once read
         text, final, opened = "", None, False
         try:
-            async for _, token in self.chat.generate(prepared.model, prepared.prompt, prepared.params):
+            async for _, token in self.chat.generate(prepared.model, prepared.prompt, prepared.params, ticket):
                 if isinstance(token, Finished):
                     final = token
                     continue
