@@ -54,3 +54,38 @@ def test_an_upload_on_a_full_disk_is_a_507_and_keeps_nothing(client, monkeypatch
     assert not [p for p in blobs.rglob("*") if p.is_file()]  # no blob, no temporary file
     assert client.files.list().data == []  # no row
     assert client.files.create(file=("train.jsonl", data), purpose="fine-tune").bytes == len(data)  # space again
+
+
+def fill_the_spool_after(monkeypatch, limit: int) -> None:
+    """Starlette's spooled temporary files (where a multipart upload lands before selftune reads it) take
+    ``limit`` bytes, then fail as a full /tmp does."""
+    from starlette.datastructures import UploadFile
+
+    write = UploadFile.write
+
+    async def full(self, data: bytes) -> None:
+        self.spooled = getattr(self, "spooled", 0) + len(data)
+        if self.spooled > limit:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        await write(self, data)
+
+    monkeypatch.setattr(UploadFile, "write", full)
+
+
+def test_a_full_disk_while_the_upload_is_spooled_is_a_507_too(client, monkeypatch):
+    from selftune.config import get_settings
+
+    data = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n' * 5000
+    upload = client.uploads.create(bytes=len(data), filename="train.jsonl", mime_type="text/jsonl",
+                                   purpose="fine-tune")
+    with monkeypatch.context() as patch:
+        fill_the_spool_after(patch, 100_000)
+        for send in (lambda: client.files.create(file=("train.jsonl", data), purpose="fine-tune"),
+                     lambda: client.uploads.parts.create(upload.id, data=data)):
+            with pytest.raises(openai.InternalServerError) as caught:
+                send()
+            assert caught.value.status_code == 507 and caught.value.body["code"] == "disk_full"
+    assert client.files.list().data == []  # no row, no blob
+    assert not [p for p in get_settings().blobs_dir.rglob("*") if p.is_file()]
+    part = client.uploads.parts.create(upload.id, data=data)  # space again: the same upload goes on
+    assert client.uploads.complete(upload.id, part_ids=[part.id]).file.bytes == len(data)

@@ -13,6 +13,7 @@ from selftune.api.auth import Org
 from selftune.api.errors import APIError, bad_request, error_responses
 from selftune.api.files.protocol import PURPOSES, FileDeleted, FileObject
 from selftune.api.files.service import FileService
+from selftune.api.forms import read_form
 from selftune.api.pagination import Page, list_body
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
@@ -50,7 +51,7 @@ async def create_file(request: Request, org: Org, service: Files) -> FileObject:
     if declared > service.max_upload_bytes + MULTIPART_OVERHEAD:  # refuse before reading the body
         raise APIError(413, f"File is larger than the limit of {service.max_upload_bytes:,} bytes.",
                        param="file", code="file_too_large")
-    form = await request.form()
+    form = await read_form(request)
     upload, purpose = form.get("file"), form.get("purpose")
     if not isinstance(upload, UploadFile):
         raise bad_request("Missing required parameter: 'file' (multipart upload).", param="file")

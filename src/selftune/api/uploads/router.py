@@ -11,6 +11,7 @@ from starlette.datastructures import UploadFile
 from selftune.api.auth import Org
 from selftune.api.errors import APIError, bad_request, error_responses
 from selftune.api.files.router import MULTIPART_OVERHEAD
+from selftune.api.forms import read_form
 from selftune.api.uploads.protocol import Upload, UploadCompleteRequest, UploadCreateRequest, UploadPart
 from selftune.api.uploads.service import MAX_PART_BYTES, UploadService
 
@@ -48,7 +49,7 @@ async def add_upload_part(upload_id: str, request: Request, org: Org, service: U
         raise APIError(413, f"A part may hold at most {MAX_PART_BYTES:,} bytes (64 MB).", param="data",
                        code="part_too_large")
     await run_in_threadpool(service.check_pending, org, upload_id)  # another's or a finished upload: no body read
-    form = await request.form(max_files=1, max_fields=1)  # Starlette spools the file: 1 MB in memory, then disk
+    form = await read_form(request, max_files=1, max_fields=1)  # Starlette spools the file: 1 MB in memory, then disk
     try:
         data = form.get("data")
         if not isinstance(data, UploadFile):
