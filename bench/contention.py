@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import openai
+from servers import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -53,17 +54,6 @@ def environment(home: Path, policy: str) -> dict[str, str]:
     return env
 
 
-def start_server(home: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-m", "selftune.cli", "serve", "--port", str(port)], env=env,
-                               stdout=open(home / "server.log", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="bench", max_retries=0)
-    for _ in range(600):
-        try:
-            client.models.list()
-            return process
-        except openai.APIConnectionError:
-            time.sleep(0.2)
-    raise RuntimeError(f"server did not start: see {home / 'server.log'}")
 
 
 # ---- training -------------------------------------------------------------------------------------------
@@ -205,7 +195,7 @@ def main() -> None:
         if warm.returncode:  # the model is converted once here, not inside a measured phase
             sys.exit(f"could not prepare {MODEL}:\n{warm.stderr[-2000:]}")
         port = free_port()
-        server = start_server(home, port, env)
+        server = start_server(home, port, env, "bench", wait_s=120)
         try:
             client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="bench", max_retries=0,
                                    timeout=args.phase_timeout)

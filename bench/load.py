@@ -28,6 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import openai
+from servers import start_server
 
 from selftune.evals.local_server import free_port
 
@@ -40,21 +41,12 @@ TRAINING = "\n".join(json.dumps({"messages": [{"role": "user", "content": q},
                      for q in QUESTIONS * 3) + "\n"
 
 
-def start_server(home: Path, port: int, max_queued: int | None) -> subprocess.Popen:
+def start_bench_server(home: Path, port: int, max_queued: int | None) -> subprocess.Popen:
     env = {**os.environ, "SELFTUNE_HOME": str(home), "HF_HUB_OFFLINE": "1",
            "SELFTUNE_API_KEYS": ",".join(f"{k}:{o}" for k, o in KEYS.items())}
     if max_queued:
         env["SELFTUNE_SERVE_MAX_QUEUED"] = str(max_queued)
-    process = subprocess.Popen([sys.executable, "-m", "selftune.cli", "serve", "--port", str(port)], env=env,
-                               stdout=open(home / "server.log", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="bench-a", max_retries=0)
-    for _ in range(300):
-        try:
-            client.models.list()
-            return process
-        except openai.APIConnectionError:
-            time.sleep(0.2)
-    raise RuntimeError("server did not start")
+    return start_server(home, port, env, "bench-a")
 
 
 def rss_mib(pid: int) -> float:
@@ -189,7 +181,7 @@ def main() -> int:
     print("CPU:", describe(), flush=True)
     with tempfile.TemporaryDirectory() as home:
         port = free_port()
-        server = start_server(Path(home), port, args.max_queued)
+        server = start_bench_server(Path(home), port, args.max_queued)
         try:
             started = time.monotonic()
             run = asyncio.run(main_async(args, f"http://127.0.0.1:{port}/v1", server.pid))

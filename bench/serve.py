@@ -25,6 +25,7 @@ from datetime import date
 from pathlib import Path
 
 import openai
+from servers import start_server
 
 from selftune.evals.local_server import free_port
 
@@ -40,18 +41,8 @@ QUESTIONS = ["My card still hasn't arrived after two weeks, what should I do?",
              "I think someone used my card without permission, can you help me?"]
 
 
-def start_server(home: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "SELFTUNE_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "selftune.cli", "serve", "--port", str(port)], env=env,
-                               stdout=open(home / "server.log", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="bench", max_retries=0)
-    for _ in range(300):
-        try:
-            client.models.list()
-            return process
-        except openai.APIConnectionError:
-            time.sleep(0.2)
-    raise RuntimeError("server did not start")
+def start_bench_server(home: Path, port: int) -> subprocess.Popen:
+    return start_server(home, port, {**os.environ, "SELFTUNE_HOME": str(home), "HF_HUB_OFFLINE": "1"}, "bench")
 
 
 def train_adapters(client: openai.OpenAI, count: int, workdir: Path) -> list[str]:
@@ -200,7 +191,7 @@ def main() -> None:
         home.mkdir()
         (home / "models").symlink_to(source_home / "models")
         port = free_port()
-        server = start_server(home, port)
+        server = start_bench_server(home, port)
         try:
             client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="bench", max_retries=0,
                                    timeout=600)

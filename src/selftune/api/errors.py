@@ -77,6 +77,19 @@ def rate_limited(message: str, retry_after: int) -> APIError:
                     headers={"Retry-After": str(retry_after)})
 
 
+def refuse_unsupported(extra: dict | None, not_yet) -> None:
+    """A request's fields beyond its model: one selftune knows but does not do yet (``not_yet``) is
+    ``unsupported_parameter``, any other ``unknown_parameter``, as the hosted API words them."""
+    extra = extra or {}
+    for name in not_yet:
+        if extra.get(name) is not None:
+            raise bad_request(f"{name} is not supported yet by selftune.", param=name, code="unsupported_parameter")
+    unknown = sorted(set(extra) - set(not_yet))
+    if unknown:
+        raise bad_request(f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0],
+                          code="unknown_parameter")
+
+
 def invalid_value(errors) -> APIError:
     """The first of pydantic's ``errors()`` as a 400 naming its field: what a request body that does not
     parse gets (the API's handler, and the dashboard's forms built on the same request models)."""

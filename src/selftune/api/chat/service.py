@@ -37,7 +37,7 @@ from selftune.api.chat.protocol import (
     Usage,
 )
 from selftune.api.chat.stored import StoredCompletions
-from selftune.api.errors import APIError, bad_request, not_found, rate_limited
+from selftune.api.errors import APIError, bad_request, not_found, rate_limited, refuse_unsupported
 from selftune.api.metadata import check_metadata
 from selftune.api.models.service import find_fine_tuned
 from selftune.models.catalog import base_models
@@ -138,14 +138,7 @@ class ChatService:
 
     @staticmethod
     def check(request: ChatCompletionRequest) -> None:
-        extra = request.model_extra or {}
-        for name in NOT_YET:
-            if extra.get(name) is not None:
-                raise bad_request(f"{name} is not supported yet by selftune.", param=name, code="unsupported_parameter")
-        unknown = sorted(set(extra) - set(NOT_YET))
-        if unknown:
-            raise bad_request(f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0],
-                              code="unknown_parameter")
+        refuse_unsupported(request.model_extra, NOT_YET)
         check_metadata(request.metadata)
         structured.answer_schema(request)
         if request.top_logprobs and not request.logprobs:

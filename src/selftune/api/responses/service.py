@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from selftune.api.chat.protocol import ChatCompletionRequest
 from selftune.api.chat.service import ChatService, answer, generation_failed, reads_tool_calls
-from selftune.api.errors import APIError, bad_request, invalid_value
+from selftune.api.errors import APIError, bad_request, invalid_value, refuse_unsupported
 from selftune.api.metadata import check_metadata
 from selftune.api.responses import items
 from selftune.api.responses.protocol import (
@@ -69,14 +69,7 @@ class ResponseService:
     # ---- the request ---------------------------------------------------------------------------
     @staticmethod
     def check(request: ResponseRequest) -> None:
-        extra = request.model_extra or {}
-        for name in NOT_YET:
-            if extra.get(name) is not None:
-                raise bad_request(f"{name} is not supported yet by selftune.", param=name, code="unsupported_parameter")
-        unknown = sorted(set(extra) - set(NOT_YET))
-        if unknown:
-            raise bad_request(f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0],
-                              code="unknown_parameter")
+        refuse_unsupported(request.model_extra, NOT_YET)
         if request.background:
             raise bad_request("background mode is not supported yet by selftune: send the request without it "
                               "(or stream it).", param="background", code="unsupported_parameter")
