@@ -28,8 +28,9 @@ def test_sigterm_ends_streams_with_an_error_stops_jobs_at_a_checkpoint_and_exits
     server = new_server(SELFTUNE_BASE_MODELS=f"{service_env['SELFTUNE_BASE_MODELS']},long={long}")
     client = server.start().client()
     training = upload(client, tmp_path / "train.jsonl", chat_rows(100))
+    # 2,000 steps: still training when the signal comes, even on a fast machine (200 were done before it once)
     job = client.fine_tuning.jobs.create(model="tiny", training_file=training.id,
-                                         hyperparameters={"n_epochs": 2, "batch_size": 1})
+                                         hyperparameters={"n_epochs": 20, "batch_size": 1})
     wait_until_step(client, job.id, 5)
 
     stream = client.chat.completions.create(model="long", messages=HELLO, max_tokens=16000, temperature=1.0,
