@@ -22,6 +22,7 @@ from selftune.api.chat.stored import StoredCompletions
 from selftune.api.errors import error_responses
 from selftune.api.metadata import METADATA_QUERY, METADATA_SCHEMA, check_metadata, metadata_filter
 from selftune.api.pagination import MAX_LIMIT, Page, list_body
+from selftune.api.streaming import EVENT_STREAM
 
 router = APIRouter(prefix="/v1/chat", tags=["chat"])
 
@@ -53,7 +54,7 @@ class MetadataUpdate(BaseModel):
 
 @router.post("/completions", response_model=ChatCompletion, responses={**error_responses(404, 429), 200: {
     "description": "The completion; with `stream: true`, server-sent events of chat.completion.chunk objects.",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "content": EVENT_STREAM,
     **_stored_links("$response.body#/id")}})
 async def create_chat_completion(body: ChatCompletionRequest, org: Org, service: Chat):
     if body.stream:

@@ -14,6 +14,7 @@ from selftune.api.pagination import MAX_LIMIT, Page, list_body
 from selftune.api.responses.protocol import Item, Response, ResponseDeleted, ResponseRequest
 from selftune.api.responses.service import ResponseService
 from selftune.api.responses.stored import StoredResponses
+from selftune.api.streaming import EVENT_STREAM
 
 router = APIRouter(prefix="/v1/responses", tags=["responses"])
 
@@ -42,7 +43,7 @@ def _links(response_id: str) -> dict:
 @router.post("", response_model=Response, responses={**error_responses(404), 200: {
     "description": "The response; with `stream: true`, server-sent events (`response.created` ... "
                    "`response.completed`).",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}}, **_links("$response.body#/id")}})
+    "content": EVENT_STREAM, **_links("$response.body#/id")}})
 async def create_response(body: ResponseRequest, org: Org, service: Responses):
     if body.stream:
         events = await service.stream(org, body)
