@@ -3,22 +3,18 @@ processes, the wait policy training children get, and `selftune doctor --json` s
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from selftune import hardware, threads
 from selftune.errors import SelftuneError
-from selftune.jobs.worker import Worker
-from selftune.store.tables import FileRow, JobRow
 from selftune.threads import ComputeShare, decide, working_processes
 
 
@@ -111,7 +107,6 @@ def test_policy_off_is_the_old_behaviour(registry, monkeypatch):
     ComputeShare("engine").apply()
     assert ComputeShare("train").apply() == 4  # one thread per core, whatever else computes
     assert not registry.exists()
-    assert "OMP_WAIT_POLICY" not in threads.child_environment({"PATH": "/bin"})
 
 
 def test_threads_are_set_for_the_thread_that_computes(registry):
@@ -134,38 +129,6 @@ def test_threads_are_set_for_the_thread_that_computes(registry):
 
 
 # ---- training children and the doctor ---------------------------------------------------------------------
-def test_training_children_wait_passively_unless_the_operator_says_otherwise(monkeypatch):
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
-    assert threads.child_environment()["OMP_WAIT_POLICY"] == "PASSIVE"
-    assert threads.child_environment({"GOMP_SPINCOUNT": "10000"}) == {"GOMP_SPINCOUNT": "10000"}
-    assert threads.child_environment({"OMP_WAIT_POLICY": "ACTIVE"}) == {"OMP_WAIT_POLICY": "ACTIVE"}
-
-
-def test_the_worker_starts_children_with_the_wait_policy(tmp_path, monkeypatch):
-    """Read back from a real training child's environment, as the kernel holds it."""
-    from selftune.config import Settings
-
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
-    monkeypatch.setenv("SELFTUNE_BASE_MODELS", f"tiny={tmp_path / 'tiny'}")
-    worker = Worker.from_settings(Settings(home=tmp_path))
-    worker.blobs.put("file-1", io.BytesIO(b"{}\n"), limit=100)
-    with worker.db.transaction() as session:
-        session.add(JobRow(id="ftjob-1", org="local", model="tiny", training_file="file-1", method="supervised",
-                           seed=0, hyperparameters={}, status="running", result_files=[]))
-        session.add(FileRow(id="file-1", org="local", filename="t.jsonl", purpose="fine-tune", bytes=3, sha256="",
-                            status="processed"))
-    worker._start("ftjob-1")
-    child = worker.running["ftjob-1"].process
-    try:
-        environ = (Path("/proc") / str(child.pid) / "environ").read_bytes().split(b"\0")
-    finally:
-        child.kill()
-        child.wait()
-    assert b"OMP_WAIT_POLICY=PASSIVE" in environ
-
-
 def test_doctor_json_shows_the_decision(tmp_path):
     env = {**os.environ, threads.RESERVED_ENV: "1", threads.RUNTIME_ENV: str(tmp_path / "compute")}
     result = subprocess.run([sys.executable, "-m", "selftune.cli", "doctor", "--json"], capture_output=True,

@@ -881,13 +881,12 @@ ReserveCoresOption = Annotated[Optional[int], typer.Option(
 
 
 def _share_cpu(reserve_cores: int | None) -> None:
-    """Before torch loads: the operator's reserved cores (inherited by training children) and passive
-    OpenMP waiting (selftune.threads)."""
-    from selftune.threads import RESERVED_ENV, passive_waiting
+    """The operator's reserved cores, for this process and the training children it starts
+    (selftune.threads)."""
+    from selftune.threads import RESERVED_ENV
 
     if reserve_cores is not None:
         os.environ[RESERVED_ENV] = str(reserve_cores)
-    passive_waiting()
 
 
 def main() -> None:

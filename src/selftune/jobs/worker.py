@@ -41,7 +41,6 @@ from selftune.store.atomic import DiskFull, atomic_directory
 from selftune.store.blobs import BlobStore
 from selftune.store.db import Database
 from selftune.store.tables import CheckpointRow, FileRow, JobRow, ModelRow, new_id, now
-from selftune.threads import child_environment
 from selftune.train.config import TrainConfig, config_problems
 from selftune.train.events import RunStatus
 from selftune.train.methods import method_spec
@@ -209,11 +208,10 @@ class Worker:
         workspace.prepare_start()
         with open(workspace.log, "ab") as log_file:
             # a session of its own: Ctrl-C in the server's terminal (or systemd's stop signal to the group)
-            # reaches the worker, which stops the child at a checkpoint, not the child directly; its OpenMP
-            # threads wait passively (selftune.threads), as it shares the cores with the engine and other jobs
+            # reaches the worker, which stops the child at a checkpoint, not the child directly
             process = subprocess.Popen([sys.executable, "-m", "selftune.jobs.child", str(workspace.folder)],
                                        stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True, env=child_environment())
+                                       start_new_session=True)
         self.running[job_id] = Running(job_id, workspace, process)
         log.info("job %s: training in child process %d", job_id, process.pid)
 
