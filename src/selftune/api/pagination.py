@@ -6,8 +6,9 @@ previous page. Written by hand because it is four lines of SQLAlchemy, not worth
 
 from __future__ import annotations
 
-from typing import Generic, Literal, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
+from fastapi import Query
 from pydantic import BaseModel
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
@@ -15,6 +16,9 @@ from sqlalchemy.orm import Session
 from selftune.api.errors import not_found
 
 MAX_LIMIT = 100
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]  # a list route's ``limit`` parameter
+# a list route's ``order``: checked by its service (its own message); the enum is for the schema
+Order = Annotated[str, Query(json_schema_extra={"enum": ["asc", "desc"]})]
 Item = TypeVar("Item")
 
 

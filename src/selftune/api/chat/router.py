@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -21,7 +21,7 @@ from selftune.api.chat.service import ChatService
 from selftune.api.chat.stored import StoredCompletions
 from selftune.api.errors import error_responses
 from selftune.api.metadata import METADATA_QUERY, METADATA_SCHEMA, check_metadata, metadata_filter
-from selftune.api.pagination import MAX_LIMIT, Page, list_body
+from selftune.api.pagination import Limit, Order, Page, list_body
 from selftune.api.streaming import EVENT_STREAM
 
 router = APIRouter(prefix="/v1/chat", tags=["chat"])
@@ -37,9 +37,6 @@ def stored(request: Request) -> StoredCompletions:
 
 Chat = Annotated[ChatService, Depends(chat)]
 Stored = Annotated[StoredCompletions, Depends(stored)]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-# checked by the stored completions' service (its own message); the enum is for the schema
-Order = Annotated[str, Query(json_schema_extra={"enum": ["asc", "desc"]})]
 
 
 def _stored_links(completion_id: str) -> dict:

@@ -108,14 +108,18 @@ class ChatService:
                                f"SELFTUNE_SERVE_MAX_QUEUED, is {full.limit}). Please try again in "
                                f"{full.retry_after}s.", full.retry_after) from None
 
-    async def _prepared(self, org: str, request: ChatCompletionRequest):
-        """Admission, then :meth:`prepare` off the event loop; a refused request gives its places back."""
-        ticket = self.admit(request.n or 1)
+    async def admitted(self, sequences: int, prepare, *args):
+        """Admission for ``sequences``, then ``prepare(*args)`` off the event loop: ``(ticket, prepared)``; a
+        request ``prepare`` refuses gives its places back. Chat and the Responses API both start here."""
+        ticket = self.admit(sequences)
         try:
-            model, prompt, params = await run_in_threadpool(self.prepare, org, request)
+            return ticket, await run_in_threadpool(prepare, *args)
         except BaseException:
             ticket.close()
             raise
+
+    async def _prepared(self, org: str, request: ChatCompletionRequest):
+        ticket, (model, prompt, params) = await self.admitted(request.n or 1, self.prepare, org, request)
         return ticket, model, prompt, params
 
     def served_model(self, org: str, model_id: str) -> ServedModel:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 
 from selftune.api.auth import Org
 from selftune.api.errors import error_responses
@@ -16,10 +16,9 @@ from selftune.api.fine_tuning.protocol import (
 )
 from selftune.api.fine_tuning.service import JobService
 from selftune.api.metadata import METADATA_QUERY, metadata_filter
-from selftune.api.pagination import MAX_LIMIT, Page, list_body
+from selftune.api.pagination import Limit, Page, list_body
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 def _job_links(job_id: str) -> dict:

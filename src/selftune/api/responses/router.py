@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from selftune.api.auth import Org
 from selftune.api.errors import bad_request, error_responses
-from selftune.api.pagination import MAX_LIMIT, Page, list_body
+from selftune.api.pagination import Limit, Order, Page, list_body
 from selftune.api.responses.protocol import Item, Response, ResponseDeleted, ResponseRequest
 from selftune.api.responses.service import ResponseService
 from selftune.api.responses.stored import StoredResponses
@@ -29,9 +29,6 @@ def stored(request: Request) -> StoredResponses:
 
 Responses = Annotated[ResponseService, Depends(responses)]
 Stored = Annotated[StoredResponses, Depends(stored)]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-# checked by the stored responses' service (its own message); the enum is for the schema
-Order = Annotated[str, Query(json_schema_extra={"enum": ["asc", "desc"]})]
 
 
 def _links(response_id: str) -> dict:

@@ -109,18 +109,8 @@ class ResponseService:
         return Prepared(request, chat, model, prompt, params, history, input_items)
 
     # ---- the answer ----------------------------------------------------------------------------
-    async def _admitted(self, org: str, request: ResponseRequest):
-        """A place in the engine's waiting room (or a 429 at once), then :meth:`prepare` off the event loop;
-        a refused request gives its place back."""
-        ticket = self.chat.admit(1)
-        try:
-            return ticket, await run_in_threadpool(self.prepare, org, request)
-        except BaseException:
-            ticket.close()
-            raise
-
     async def create(self, org: str, request: ResponseRequest) -> Response:
-        ticket, prepared = await self._admitted(org, request)
+        ticket, prepared = await self.chat.admitted(1, self.prepare, org, request)
         text, final = "", None
         async for _, event in self.chat.generate(prepared.model, prepared.prompt, prepared.params, ticket):
             if isinstance(event, Token):
@@ -163,7 +153,7 @@ class ResponseService:
         """Server-sent events in the hosted sequence (``response.created``, ``response.in_progress``, the
         output items with their deltas, ``response.completed`` or ``response.incomplete``). 400s are
         raised before the first byte; a fault after it is an ``error`` event then ``response.failed``."""
-        ticket, prepared = await self._admitted(org, request)
+        ticket, prepared = await self.chat.admitted(1, self.prepare, org, request)
         return self._stream(org, prepared, ticket)
 
     async def _stream(self, org: str, prepared: Prepared, ticket: Ticket) -> AsyncIterator[str]:
