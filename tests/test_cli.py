@@ -186,6 +186,36 @@ def test_train_then_export(tmp_path, tiny_model):
     assert (tmp_path / "merged" / "model.safetensors").is_file()
 
 
+def _first_train_loss(run_folder: Path) -> float:
+    import csv
+
+    with (run_folder / "results.csv").open() as f:
+        return float(next(csv.DictReader(f))["train_loss"])
+
+
+def test_train_init_adapter_continues_a_run_on_its_own_base(tmp_path, tiny_model):
+    """`--init-adapter RUN` trains the run's adapter further on the run's base (no --model needed): with the same
+    seed and data, a fresh adapter's first step would repeat the first run's first loss exactly."""
+    write_jsonl(tmp_path / "train.jsonl", FILLER)
+    first = run("train", "--model", tiny_model, "--train", "train.jsonl", "--epochs", "3", "--lr-multiplier", "10",
+                "--out", "first", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    second = run("train", "--init-adapter", "first", "--train", "train.jsonl", "--epochs", "1", "--out", "second",
+                 cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    record = json.loads((tmp_path / "second" / "training.json").read_text())
+    assert record["base_model"] == str(tiny_model)
+    assert record["config"]["init_adapter"] == "first"
+    assert _first_train_loss(tmp_path / "second") < _first_train_loss(tmp_path / "first")
+
+    other = run("train", "--init-adapter", "first", "--model", "second", "--train", "train.jsonl", "--out", "third",
+                cwd=tmp_path)
+    assert other.returncode != 0 and f"was trained on {tiny_model}, not on --model second" in other.stderr
+    missing = run("train", "--init-adapter", "nowhere", "--train", "train.jsonl", "--out", "third", cwd=tmp_path)
+    assert missing.returncode != 0 and "'nowhere' is not a run folder" in missing.stderr
+    assert not (tmp_path / "third").exists()
+
+
 def test_train_stops_on_an_invalid_file_with_stage_1_problems(tmp_path, tiny_model):
     write_jsonl(tmp_path / "bad.jsonl", [*FILLER, {"messages": [{"role": "bot", "content": "x"}]}])
     result = run("train", "--model", tiny_model, "--train", "bad.jsonl", "--out", "run", cwd=tmp_path)

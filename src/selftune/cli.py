@@ -280,7 +280,8 @@ def _seconds(value: str | None) -> float | None:
 def train(
     train_file: Annotated[Path, option(TrainConfig, "train_file", "--train")],
     valid_file: Annotated[Optional[Path], option(TrainConfig, "valid_file", "--valid")] = TRAIN.valid_file,
-    model: Annotated[str, option(TrainConfig, "model", "--model", "-m")] = TRAIN.model,
+    model: Annotated[Optional[str], option(TrainConfig, "model", "--model", "-m", hint=(
+        f"Default: the base of --init-adapter, else {DEFAULT_MODEL}."))] = None,
     method: Annotated[TrainMethod, option(TrainConfig, "method")] = TRAIN.method,
     full: Annotated[bool, option(TrainConfig, "full", "--full")] = TRAIN.full,
     epochs: Annotated[str, option(TrainConfig, "n_epochs", "--epochs", hint="Takes auto or N.")] = TRAIN.n_epochs,
@@ -294,6 +295,9 @@ def train(
     seed: Annotated[int, option(TrainConfig, "seed")] = TRAIN.seed,
     out_dir: Annotated[Path, option(TrainConfig, "out", "--out")] = TRAIN.out,
     resume: Annotated[bool, option(TrainConfig, "resume", "--resume")] = TRAIN.resume,
+    init_adapter: Annotated[Optional[str], option(TrainConfig, "init_adapter", "--init-adapter", hint=(
+        "Takes a `selftune train` output folder, one of its checkpoints, or a fine-tuned model or checkpoint id "
+        "(ft:...) of the local store."))] = None,
     time_budget: Annotated[Optional[str], option(TrainConfig, "time_budget", hint="Takes a duration: 600, 90s, 10m or 1.5h.")] = TRAIN.time_budget,
     max_length: Annotated[Optional[int], option(TrainConfig, "max_length")] = TRAIN.max_length,
     eval_every: Annotated[Optional[int], option(TrainConfig, "eval_every")] = TRAIN.eval_every,
@@ -315,8 +319,10 @@ def train(
     transformers_logging.disable_progress_bar()  # "Loading weights" bars; ours reports the training itself
     from selftune.train.dataset import InvalidTrainingFile
 
+    parent = _continued_adapter(init_adapter, model) if init_adapter else None
     config = build(
-        TrainConfig, model=model, train_file=train_file, valid_file=valid_file, method=method, full=full,
+        TrainConfig, model=parent.base if parent else model or TRAIN.model,
+        init_adapter=parent.adapter if parent else None, train_file=train_file, valid_file=valid_file, method=method, full=full,
         n_epochs=_auto(epochs, int, "--epochs"), batch_size=_auto(batch_size, int, "--batch-size"),
         learning_rate_multiplier=_auto(lr_multiplier, float, "--lr-multiplier"), beta=_auto(beta, float, "--beta"),
         lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
@@ -341,6 +347,22 @@ def train(
     out.print(f"{result.status}: {state.global_step:,} steps, {state.tokens_seen:,} tokens in {_duration(state.elapsed)} "
               f"({speed:,.0f} tokens/s); train loss {state.results[-1]['train_loss']:.4f}{valid}", markup=False)
     out.print(f"output: {result.out}", markup=False)
+
+
+def _continued_adapter(given: str, model: str | None):
+    """``--init-adapter``: found as ``selftune export`` finds a model (run folder, checkpoint, ``ft:`` id), so the
+    base comes from the parent's own record; a ``--model`` that names another base is refused, not trained."""
+    from selftune.export.source import find_source
+
+    parent = find_source(given)
+    if parent.adapter is None:
+        raise SelftuneError(f"--init-adapter {given}: not a LoRA fine-tune (a full fine-tune or a base model); "
+                            "only a LoRA adapter can be trained further")
+    folders = [Path(name).expanduser().resolve() for name in (model or "", parent.base)]
+    same_folder = all(folder.is_dir() for folder in folders) and folders[0] == folders[1]
+    if model is not None and model != parent.base and not same_folder:
+        raise SelftuneError(f"--init-adapter {given} was trained on {parent.base}, not on --model {model}")
+    return parent
 
 
 class ExportFormat(str, Enum):

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selftune.errors import SelftuneError
+from selftune.models.adapter import ADAPTER_CONFIG
 from selftune.train.events import TRAINING_JSON
 
-ADAPTER_CONFIG = "adapter_config.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 
 
@@ -90,7 +90,7 @@ def _from_store(model_id: str) -> ExportSource:
     from sqlalchemy import select
 
     from selftune.config import get_settings
-    from selftune.models.ids import parse_fine_tuned_id
+    from selftune.models.ids import base_model_of, parse_fine_tuned_id
     from selftune.store.db import Database
     from selftune.store.tables import CheckpointRow, JobRow, ModelRow
 
@@ -112,4 +112,6 @@ def _from_store(model_id: str) -> ExportSource:
         raise SelftuneError(f"the weights of {model_id} are gone from {folder}")
     lora = (folder / ADAPTER_CONFIG).is_file()
     tokenizer = next((f for f in (folder, folder.parent.parent) if (f / TOKENIZER_CONFIG).is_file()), None)
-    return ExportSource(model_id, job.model, folder if lora else None, None if lora else folder, tokenizer)
+    # a second-generation model's job names its parent (ft:...); the weights sit on the parent's base
+    return ExportSource(model_id, base_model_of(job.model), folder if lora else None, None if lora else folder,
+                        tokenizer)

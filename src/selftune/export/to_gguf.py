@@ -23,6 +23,7 @@ from selftune.export.ollama import write_modelfile, write_readme
 from selftune.export.source import ExportSource, base_folder, find_source
 from selftune.export.types import GGUF_TYPES
 from selftune.export.vocab import add_tokenizer
+from selftune.models.adapter import ADAPTER_CONFIG
 from selftune.store.atomic import atomic_directory
 
 Q = gguf.GGMLQuantizationType
@@ -119,7 +120,7 @@ def adapter_tensors(source: ExportSource, config) -> dict:
     from safetensors.torch import load_file
 
     folder = source.adapter
-    settings = json.loads((folder / "adapter_config.json").read_text())
+    settings = json.loads((folder / ADAPTER_CONFIG).read_text())
     problems = {
         "peft_type is not LORA": settings.get("peft_type", "LORA") != "LORA",
         "DoRA (use_dora)": bool(settings.get("use_dora")),

@@ -35,6 +35,7 @@ from selftune.jobs.workspace import (
     Workspace,
     disk_full_message,
 )
+from selftune.models.adapter import ADAPTER_FILES, is_adapter_folder
 from selftune.models.catalog import base_models
 from selftune.models.ids import base_model_of, parse_fine_tuned_id
 from selftune.store.atomic import DiskFull, atomic_directory
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 0.5
 STOP_GRACE_SECONDS = 60
 EXPIRY_SWEEP_SECONDS = 60
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # a fine-tuned model's weights, as PEFT saves them
 
 
 @dataclass
@@ -257,7 +257,7 @@ class Worker:
         table, column = (ModelRow, ModelRow.id) if parsed.step is None else (CheckpointRow, CheckpointRow.model)
         row = session.scalar(select(table).where(column == job.model, table.org == job.org))
         source = Path(row.path) if row is not None else None
-        if source is None or not all((source / name).is_file() for name in ADAPTER_FILES):
+        if source is None or not is_adapter_folder(source):
             raise _JobProblem("model_not_found", f"The model {job.model} was deleted before training started.",
                               "model")
         with atomic_directory(copy) as tmp:

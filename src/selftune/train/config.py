@@ -14,6 +14,7 @@ from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from selftune.models.adapter import ADAPTER_FILES, is_adapter_folder
 from selftune.models.registry import DEFAULT_MODEL
 from selftune.train.methods import HYPERPARAMETERS, Method, method_spec, methods_taking, one_of
 
@@ -78,6 +79,9 @@ class TrainConfig(BaseModel):
                 raise ValueError(f"{name} applies to method={one_of(methods_taking(name))} only")
         if self.init_adapter is not None and self.full:
             raise ValueError("init_adapter continues a LoRA adapter; it can't be combined with full")
+        if self.init_adapter is not None and not is_adapter_folder(self.init_adapter):
+            raise ValueError(f"{self.init_adapter} is not a LoRA adapter folder "
+                             f"(it needs {' and '.join(ADAPTER_FILES)})")
         if self.early_stopping_patience and not self.valid_file:
             raise ValueError("early_stopping_patience needs a valid_file to watch")
         return self

@@ -40,6 +40,7 @@ from selftune.api.chat.stored import StoredCompletions
 from selftune.api.errors import APIError, bad_request, not_found, rate_limited, refuse_unsupported
 from selftune.api.metadata import check_metadata
 from selftune.api.models.service import find_fine_tuned
+from selftune.models.adapter import is_adapter_folder
 from selftune.models.catalog import base_models
 from selftune.models.ids import base_model_of
 from selftune.serve.engine import (
@@ -135,7 +136,7 @@ class ChatService:
                               "this server.",
                               param="model", code="model_not_available")
         folder = Path(row.path)
-        if not (folder / "adapter_config.json").is_file():
+        if not is_adapter_folder(folder):
             raise not_found("model", model_id, param="model")
         tokenizer = folder if (folder / "tokenizer_config.json").is_file() else None
         return ServedModel(model_id, base.source, folder, tokenizer)

@@ -37,6 +37,7 @@ from selftune.jobs.lifecycle import (
     move,
     resumed_status,
 )
+from selftune.models.adapter import is_adapter_folder
 from selftune.models.catalog import base_models
 from selftune.models.ids import SUFFIX_PATTERN, base_model_of, parse_fine_tuned_id
 from selftune.store.db import Database
@@ -120,7 +121,7 @@ class JobService:
             with self.db.transaction() as session:
                 parent = find_fine_tuned(session, org, model)
                 weights = Path(parent.path)
-            if not (weights / "adapter_config.json").is_file():
+            if not is_adapter_folder(weights):
                 raise not_found("model", model, param="model")  # a checkpoint no longer kept, a deleted model
         available = base_models()
         base = base_model_of(model)
