@@ -11,7 +11,8 @@ from selftune.serve.engine import GenerationRequest, SamplingParams, ServedModel
 
 @pytest.fixture(scope="module")
 def adapters(tiny_model, tmp_path_factory):
-    """Two random LoRA adapters (B not zero, so each changes the model's answers)."""
+    """Two random LoRA adapters (B not zero, so each changes the model's answers); the second on the top layer
+    only (``selftune train --lora-layers 1``), so every layer of a batch mixes present and absent adapters."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -19,8 +20,10 @@ def adapters(tiny_model, tmp_path_factory):
     for seed in (1, 2):
         torch.manual_seed(seed)
         base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-        model = get_peft_model(base, LoraConfig(r=8, lora_alpha=64, target_modules="all-linear",
-                                                init_lora_weights=False))
+        placement = {"target_modules": "all-linear"} if seed == 1 else {
+            "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+            "layers_to_transform": [1], "layers_pattern": "layers"}
+        model = get_peft_model(base, LoraConfig(r=8, lora_alpha=64, init_lora_weights=False, **placement))
         folder = tmp_path_factory.mktemp(f"adapter{seed}")
         model.save_pretrained(folder)
         folders.append(folder)

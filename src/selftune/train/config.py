@@ -40,6 +40,9 @@ class TrainConfig(BaseModel):
     lora_alpha: int | None = Field(None, ge=1, description="LoRA alpha; default 2 x rank.")
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
     lora_targets: Union[str, list[str]] = Field("all-linear", description="Modules that get adapters.")
+    lora_layers: int | None = Field(
+        None, ge=1, description="Adapt only the top N decoder layers: backward stops at the lowest adapted layer, "
+                                "so a step costs less. Default: every layer.")
     seed: int = Field(0, description="Seeds data order, adapter initialisation and dropout.")
     out: Path = Field(Path("selftune-out"), description="Output folder: adapter or model, training.json, "
                                                         "results.csv, checkpoints/.")
@@ -79,6 +82,9 @@ class TrainConfig(BaseModel):
                 raise ValueError(f"{name} applies to method={one_of(methods_taking(name))} only")
         if self.init_adapter is not None and self.full:
             raise ValueError("init_adapter continues a LoRA adapter; it can't be combined with full")
+        if self.lora_layers is not None and (self.full or self.init_adapter is not None):
+            raise ValueError("lora_layers places a new LoRA adapter; it can't be combined with full or init_adapter "
+                             "(a continued adapter keeps its own layers)")
         if self.init_adapter is not None and not is_adapter_folder(self.init_adapter):
             raise ValueError(f"{self.init_adapter} is not a LoRA adapter folder "
                              f"(it needs {' and '.join(ADAPTER_FILES)})")

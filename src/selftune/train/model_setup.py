@@ -24,6 +24,7 @@ class LoraSettings:
     alpha: int = 32
     dropout: float = 0.0
     target_modules: str | list[str] = "all-linear"
+    layers: int | None = None  # only the top N decoder layers (None: all)
 
 
 def load_for_training(folder: Path, lora: LoraSettings | None, compute_dtype: torch.dtype | None,
@@ -36,8 +37,8 @@ def load_for_training(folder: Path, lora: LoraSettings | None, compute_dtype: to
     model.to(device)
     if lora is None:
         return model.requires_grad_(True)
-    config = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                        target_modules=lora.target_modules, task_type="CAUSAL_LM", bias="none")
+    config = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, task_type="CAUSAL_LM",
+                        bias="none", **_placement(model, lora))
     try:
         peft_model = get_peft_model(model, config)
     except ValueError as exc:  # PEFT's "Target modules ... not found" (NoMatchingPeftModuleError)
@@ -47,6 +48,26 @@ def load_for_training(folder: Path, lora: LoraSettings | None, compute_dtype: to
                             f"({str(exc).rstrip('.')}); its linear layers are: {', '.join(names)}") from None
     _adapters_in_fp32(peft_model)
     return peft_model
+
+
+def _placement(model, lora: LoraSettings) -> dict:
+    """Where adapters go. With ``layers``: PEFT's own layer selection (``layers_to_transform``) for the top
+    N decoder layers; autograd then never enters the layers below the lowest adapter, so on a CPU where the
+    step is matmul-bound (fp32) the backward pass shrinks with them. PEFT takes a layer selection only with a
+    list of module names, so "all-linear" becomes the decoder layers' own linear names here."""
+    if lora.layers is None:
+        return {"target_modules": lora.target_modules}
+    total = model.config.num_hidden_layers
+    if lora.layers > total:
+        raise SelftuneError(f"lora_layers={lora.layers}, but this model has {total} decoder layers")
+    targets = lora.target_modules
+    if targets == "all-linear":
+        targets = sorted({name.rsplit(".", 1)[-1] for name, module in model.model.layers.named_modules()
+                          if isinstance(module, torch.nn.Linear)})
+    elif isinstance(targets, str):
+        raise SelftuneError("lora_layers needs lora_targets as all-linear or a list of names, not a pattern")
+    return {"target_modules": targets, "layers_to_transform": list(range(total - lora.layers, total)),
+            "layers_pattern": "layers"}
 
 
 def _adapters_in_fp32(model) -> None:

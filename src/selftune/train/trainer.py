@@ -184,7 +184,8 @@ class Trainer:
                 "time_budget": self.config.time_budget, "max_length": self.max_length,
                 "lora_targets": self.config.lora_targets, "lora_dropout": self.config.lora_dropout,
                 "precision": self.config.precision,
-                **({"init_adapter": _adapter_digest(self.config.init_adapter)} if self.config.init_adapter else {})}
+                **({"init_adapter": _adapter_digest(self.config.init_adapter)} if self.config.init_adapter else {}),
+                **({"lora_layers": self.config.lora_layers} if self.config.lora_layers else {})}
 
     def _setup_model(self, checkpoint: Path | None):
         config = self.config
@@ -195,7 +196,7 @@ class Trainer:
             return load_adapter_for_training(self.model_folder, checkpoint or config.init_adapter, self.dtype,
                                              self.device)
         lora = LoraSettings(rank=config.lora_rank, alpha=self.hp.lora_alpha, dropout=config.lora_dropout,
-                            target_modules=config.lora_targets)
+                            target_modules=config.lora_targets, layers=config.lora_layers)
         return load_for_training(self.model_folder, lora, self.dtype, self.device)
 
     # ---- DPO reference ---------------------------------------------------------------------------
