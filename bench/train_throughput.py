@@ -41,7 +41,8 @@ def matmul_peak_gflops(precision: str, seconds: float = 3.0) -> float:
 
 
 def run_selftune(data: Path, epochs: int, json_out: Path, precision: str = "auto", lora_layers: int = 0) -> None:
-    """Child process: one selftune LoRA run (rank 16, all linear layers), then a FLOP count."""
+    """Child process: one selftune LoRA run (rank 16, all linear layers, on every decoder layer or the top
+    ``lora_layers``), then a FLOP count."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -323,7 +323,8 @@ def train(
     parent = _continued_adapter(init_adapter, model) if init_adapter else None
     config = build(
         TrainConfig, model=parent.base if parent else model or TRAIN.model,
-        init_adapter=parent.adapter if parent else None, train_file=train_file, valid_file=valid_file, method=method, full=full,
+        init_adapter=parent.adapter if parent else None,
+        train_file=train_file, valid_file=valid_file, method=method, full=full,
         n_epochs=_auto(epochs, int, "--epochs"), batch_size=_auto(batch_size, int, "--batch-size"),
         learning_rate_multiplier=_auto(lr_multiplier, float, "--lr-multiplier"), beta=_auto(beta, float, "--beta"),
         lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_layers=lora_layers,
@@ -359,10 +360,10 @@ def _continued_adapter(given: str, model: str | None):
     if parent.adapter is None:
         raise SelftuneError(f"--init-adapter {given}: not a LoRA fine-tune (a full fine-tune or a base model); "
                             "only a LoRA adapter can be trained further")
-    folders = [Path(name).expanduser().resolve() for name in (model or "", parent.base)]
-    same_folder = all(folder.is_dir() for folder in folders) and folders[0] == folders[1]
-    if model is not None and model != parent.base and not same_folder:
-        raise SelftuneError(f"--init-adapter {given} was trained on {parent.base}, not on --model {model}")
+    if model is not None and model != parent.base:  # another spelling of the same folder is the same base
+        mine, theirs = (Path(name).expanduser().resolve() for name in (model, parent.base))
+        if not (mine.is_dir() and mine == theirs):
+            raise SelftuneError(f"--init-adapter {given} was trained on {parent.base}, not on --model {model}")
     return parent
 
 

@@ -42,10 +42,9 @@ def load_for_training(folder: Path, lora: LoraSettings | None, compute_dtype: to
     try:
         peft_model = get_peft_model(model, config)
     except ValueError as exc:  # PEFT's "Target modules ... not found" (NoMatchingPeftModuleError)
-        names = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                        if isinstance(module, torch.nn.Linear)})
         raise SelftuneError(f"LoRA targets {lora.target_modules!r} don't match this model's layers "
-                            f"({str(exc).rstrip('.')}); its linear layers are: {', '.join(names)}") from None
+                            f"({str(exc).rstrip('.')}); its linear layers are: {', '.join(_linear_names(model))}"
+                            ) from None
     _adapters_in_fp32(peft_model)
     return peft_model
 
@@ -62,12 +61,17 @@ def _placement(model, lora: LoraSettings) -> dict:
         raise SelftuneError(f"lora_layers={lora.layers}, but this model has {total} decoder layers")
     targets = lora.target_modules
     if targets == "all-linear":
-        targets = sorted({name.rsplit(".", 1)[-1] for name, module in model.model.layers.named_modules()
-                          if isinstance(module, torch.nn.Linear)})
+        targets = _linear_names(model.model.layers)
     elif isinstance(targets, str):
         raise SelftuneError("lora_layers needs lora_targets as all-linear or a list of names, not a pattern")
     return {"target_modules": targets, "layers_to_transform": list(range(total - lora.layers, total)),
             "layers_pattern": "layers"}
+
+
+def _linear_names(module: torch.nn.Module) -> list[str]:
+    """The short names (``q_proj``, ...) of the linear layers under ``module``: what LoRA targets name."""
+    return sorted({name.rsplit(".", 1)[-1] for name, child in module.named_modules()
+                   if isinstance(child, torch.nn.Linear)})
 
 
 def _adapters_in_fp32(model) -> None:
