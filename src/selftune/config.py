@@ -59,6 +59,10 @@ class Settings(BaseSettings):
         64, ge=1, description="Chat completion sequences that may wait for the engine (admitted, no token yet) "
                               "at once; past that a new request gets a 429 with Retry-After at once, instead "
                               "of queueing without end. Bounds waiting time and the prompts held in memory.")
+    batch_concurrency: int = Field(
+        8, ge=1, description="Requests of /v1/batches answered at once by this server. Batches run behind "
+                             "interactive requests (none is sent while one waits for the engine) and behind "
+                             "fine-tuning jobs training on this machine.")
 
     @property
     def database(self) -> str:

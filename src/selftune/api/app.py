@@ -15,6 +15,9 @@ from fastapi.routing import APIRoute
 
 import selftune
 from selftune.api.auth import RunKeys
+from selftune.api.batches.router import router as batches_router
+from selftune.api.batches.runner import BatchRunner
+from selftune.api.batches.service import BatchService
 from selftune.api.chat.router import router as chat_router
 from selftune.api.chat.service import ChatService
 from selftune.api.chat.stored import StoredCompletions
@@ -74,6 +77,11 @@ def create_app(settings: Settings | None = None, embedded_worker: bool = True) -
         app.state.responses = ResponseService(chat=app.state.chat, stored=StoredResponses(db))
         app.state.evaluations = EvaluationService(db=db, root=reports_root(settings),
                                                   run_keys=app.state.run_keys)
+        app.state.batches = BatchService(db=db)
+        runner = app.state.batch_runner = BatchRunner(
+            db=db, blobs=blobs, chat=app.state.chat, responses=app.state.responses,
+            lease_seconds=settings.job_lease_seconds, concurrency=settings.batch_concurrency)
+        runner.start()
         app.state.files.validate_pending()
         app.state.evaluations.fail_interrupted()
         worker = thread = None
@@ -85,6 +93,7 @@ def create_app(settings: Settings | None = None, embedded_worker: bool = True) -
         try:
             yield
         finally:
+            runner.stop()
             if worker is not None:
                 worker.stop()
                 thread.join()
@@ -103,6 +112,7 @@ def create_app(settings: Settings | None = None, embedded_worker: bool = True) -
     app.include_router(models_router)
     app.include_router(chat_router)
     app.include_router(responses_router)
+    app.include_router(batches_router)
     app.include_router(evaluations_router)
     mount_dashboard(app)  # the web UI at /, on the same services
 

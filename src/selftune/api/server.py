@@ -25,6 +25,9 @@ class _Server(uvicorn.Server):
         self.app = app
 
     def handle_exit(self, sig, frame) -> None:
+        runner = getattr(self.app.state, "batch_runner", None)  # first: its cut-short answers stay unrecorded
+        if runner is not None:
+            runner.stop()
         chat = getattr(self.app.state, "chat", None)  # set by the lifespan: absent before startup ends
         if chat is not None:
             chat.shut_down()

@@ -1,5 +1,5 @@
 """The tables behind the API: files, fine-tuning jobs, their events and checkpoints, fine-tuned models,
-stored chat completions, evaluations.
+stored chat completions, evaluations, uploads, stored responses, batches.
 
 Every row carries ``org``: the organisation of the API key that created it. Queries always filter on
 it, so one customer never sees another's rows. Each table has an integer ``pk`` that gives a stable
@@ -208,3 +208,63 @@ class ResponseRow(Base):
     history: Mapped[list] = mapped_column(JSON)  # items of the earlier responses of the chain, oldest first
     input_items: Mapped[list] = mapped_column(JSON)  # this response's input, as input_items lists it
     response: Mapped[dict] = mapped_column(JSON)  # the response object returned
+
+
+class BatchRow(Base):
+    """A batch of ``/v1/batches``: what was asked, where it stands, and the serving process running it.
+
+    ``runner`` and ``heartbeat_at`` are the claim of the process answering its requests (as a job's
+    ``worker``): a batch whose heartbeat goes stale is taken over, and only its unanswered requests run."""
+
+    __tablename__ = "batches"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    org: Mapped[str] = mapped_column(String(128), index=True)
+    endpoint: Mapped[str] = mapped_column(String(64))
+    input_file_id: Mapped[str] = mapped_column(String(64))
+    completion_window: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # an api.batches.protocol.BatchStatus
+    metadata_: Mapped[dict | None] = mapped_column("metadata", JSON, nullable=True)
+    output_expires_after: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # seconds, for its files
+    model: Mapped[str | None] = mapped_column(String(512), nullable=True)  # once validated, if one for all lines
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    in_progress_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    finalizing_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    completed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    failed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    expired_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    cancelling_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    cancelled_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    errors: Mapped[list | None] = mapped_column(JSON, nullable=True)  # why the whole batch failed: BatchError dicts
+    output_file_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_file_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    completed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    # runner bookkeeping, not shown by the API
+    runner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    heartbeat_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class BatchRequestRow(Base):
+    """One line of a batch's input file: the request (or why the line can't be one), then its answer.
+
+    An answer is written in the same transaction as the batch's counts, once: a request whose row says
+    ``done`` or ``failed`` is never run again, whatever restarts come after."""
+
+    __tablename__ = "batch_requests"
+    __table_args__ = (UniqueConstraint("batch_id", "line"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)  # batch_req_..., the output line's id
+    batch_id: Mapped[str] = mapped_column(String(64), ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    line: Mapped[int] = mapped_column(Integer)  # 1-based line of the input file
+    custom_id: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    body: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the request body; None for a malformed line
+    status: Mapped[str] = mapped_column(String(8), index=True)  # pending | done | failed
+    response: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # {status_code, request_id, body}
+    error: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # {code, message[, line]}: no response at all
