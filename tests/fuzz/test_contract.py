@@ -120,6 +120,13 @@ def real_ids(app, names: set[str], training: bytes) -> dict[str, str]:
     if "response_id" in names:
         ids["response_id"] = http.post("/v1/responses", json={
             "model": BASE_MODEL, "input": "hi", "max_output_tokens": 16}).json()["id"]
+    if "batch_id" in names:
+        line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+                "body": {"model": BASE_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}}
+        batch_file = http.post("/v1/files", files={"file": ("batch.jsonl", json.dumps(line).encode() + b"\n")},
+                               data={"purpose": "batch"}).json()["id"]
+        ids["batch_id"] = http.post("/v1/batches", json={
+            "input_file_id": batch_file, "endpoint": "/v1/chat/completions", "completion_window": "24h"}).json()["id"]
     if "model" in names:
         ids["model"] = BASE_MODEL
     return {name: ids[name] for name in names if name in ids}
