@@ -164,3 +164,44 @@ def test_another_organisation_sees_none_of_it(org_client):
             call(batch.id)
     assert list(b.batches.list()) == []
     assert _wait(a, batch.id).status == "completed"
+
+
+def test_a_batch_past_its_window_expires_with_the_rest_in_the_error_file(client):
+    from sqlalchemy import update
+
+    from selftune.config import get_settings
+    from selftune.store.db import Database
+    from selftune.store.tables import BatchRow
+
+    lines = [_chat_line(f"e{i}", f"Tell me about card {i}", max_tokens=32) for i in range(200)]
+    batch = client.batches.create(input_file_id=_upload(client, lines), endpoint="/v1/chat/completions",
+                                  completion_window="24h")
+    db = Database(get_settings().database)
+    try:  # the 24 hours are over (the runner reads the clock against expires_at)
+        with db.transaction() as session:
+            session.execute(update(BatchRow).where(BatchRow.id == batch.id).values(expires_at=batch.created_at))
+    finally:
+        db.dispose()
+    batch = _wait(client, batch.id)
+    assert batch.status == "expired" and batch.expired_at
+    counts = batch.request_counts
+    assert counts.total == 200 and counts.completed + counts.failed == 200 and counts.failed > 0
+    errors = _lines(client, batch.error_file_id)
+    assert len(errors) == counts.failed and {e["error"]["code"] for e in errors} == {"batch_expired"}
+    assert len(_lines(client, batch.output_file_id)) == counts.completed
+
+
+def test_a_batch_waits_behind_a_training_job(client, tmp_path, chat_rows, upload, wait_until_step, wait_for):
+    training = upload(client, tmp_path / "train.jsonl", chat_rows(100))
+    job = client.fine_tuning.jobs.create(model="tiny", training_file=training.id,
+                                         hyperparameters={"n_epochs": 3, "batch_size": 1})
+    wait_until_step(client, job.id, 2)
+    batch = client.batches.create(input_file_id=_upload(client, [_chat_line("w", "hi")]),
+                                  endpoint="/v1/chat/completions", completion_window="24h")
+    time.sleep(3)  # the runner looks every second or two: long enough to have answered, were it not waiting
+    waiting = client.batches.retrieve(batch.id)
+    assert waiting.status == "in_progress" and waiting.request_counts.completed == 0
+    assert client.fine_tuning.jobs.retrieve(job.id).status == "running"
+    client.fine_tuning.jobs.cancel(job.id)
+    wait_for(client, job.id)
+    assert _wait(client, batch.id).request_counts.completed == 1
