@@ -205,3 +205,26 @@ def test_a_batch_waits_behind_a_training_job(client, tmp_path, chat_rows, upload
     client.fine_tuning.jobs.cancel(job.id)
     wait_for(client, job.id)
     assert _wait(client, batch.id).request_counts.completed == 1
+
+
+def test_more_requests_than_a_batch_holds_fail_it_without_keeping_any(client, monkeypatch):
+    from sqlalchemy import func, select
+
+    from selftune.api.batches import lines as batch_lines
+    from selftune.config import get_settings
+    from selftune.store.db import Database
+    from selftune.store.tables import BatchRequestRow
+
+    monkeypatch.setattr(batch_lines, "MAX_REQUESTS", 3)  # the hosted 50,000, made small
+    batch = client.batches.create(input_file_id=_upload(client, [_chat_line(f"m{i}", "hi") for i in range(4)]),
+                                  endpoint="/v1/chat/completions", completion_window="24h")
+    batch = _wait(client, batch.id)
+    assert batch.status == "failed" and batch.request_counts.total == 0
+    [error] = batch.errors.data
+    assert error.code == "too_many_requests" and error.line == 4 and "at most 3 requests" in error.message
+    db = Database(get_settings().database)
+    try:  # the rows read before the limit was passed went with the savepoint
+        with db.transaction() as session:
+            assert session.scalar(select(func.count()).select_from(BatchRequestRow)) == 0
+    finally:
+        db.dispose()
