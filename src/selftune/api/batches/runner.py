@@ -215,7 +215,7 @@ class BatchRunner:
                     await run_in_threadpool(self._validate_waiting)
                     training = await run_in_threadpool(self._training_here)
                 free = self.concurrency - len(self._flight)
-                if free > 0 and not training and not self._interactive_waiting():
+                if free > 0 and not training and not self._engine_has_a_queue():
                     for pk, body in await run_in_threadpool(self._pending, batch_id, free):
                         self._flight[pk] = asyncio.create_task(self._one(batch_id, org, endpoint, pk, body))
                 if not self._flight:
@@ -249,9 +249,10 @@ class BatchRunner:
             return session.scalar(select(func.count()).select_from(BatchRequestRow).where(
                 BatchRequestRow.batch_id == batch_id, BatchRequestRow.status == RequestStatus.PENDING))
 
-    def _interactive_waiting(self) -> bool:
-        """Somebody else's request waits for the engine: every sequence waiting beyond ours is theirs."""
-        return self.chat.admission.waiting > len(self._flight)
+    def _engine_has_a_queue(self) -> bool:
+        """A request waits for the engine (an interactive one, or one of ours not started yet): send nothing
+        more now, so an interactive request never queues behind more batch requests than already run."""
+        return self.chat.admission.waiting > 0
 
     def _training_here(self) -> bool:
         """A fine-tuning job trains on this machine (its worker's id starts with the host name)."""
@@ -336,7 +337,7 @@ class BatchRunner:
                     status=RequestStatus.FAILED, error={"code": why[0], "message": why[1]}))
                 batch.failed += left.rowcount
             requests = session.scalars(select(BatchRequestRow).where(BatchRequestRow.batch_id == batch_id)
-                                       .order_by(BatchRequestRow.line))
+                                       .order_by(BatchRequestRow.line).execution_options(yield_per=1000))
             written = self._write_files(batch, requests)
             for file_row in written.values():
                 session.add(file_row)
