@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import openai
+    from openai.types.chat import ChatCompletion
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,8 @@ class Reply:
     text: str  # the answer's content, "" when there is none
     prompt_tokens: int
     completion_tokens: int
-    latency_s: float  # from sending to the answer (or the failure), retries included
+    latency_s: float | None  # from sending to the answer (or the failure), retries included; None in a
+    # batch, where requests wait in a queue and only the batch's wall time is measured
     refusal: str | None = None
     finish_reason: str | None = None
     tool_calls: bool = False  # the answer called a tool
@@ -42,25 +44,37 @@ class Reply:
         return self.error is not None
 
 
+def chat_body(model: str, request: ChatRequest, settings: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body of ``request`` to ``/v1/chat/completions``: what :func:`ask` sends, and what a line
+    of a batch file carries (:mod:`selftune.evals.batched`), so both ways ask the same question."""
+    body = {"model": model, "messages": request.messages, **settings}
+    if request.tools:
+        body["tools"] = request.tools
+    if request.seed is not None:
+        body["seed"] = request.seed
+    if request.response_format is not None:
+        body["response_format"] = request.response_format
+    return body
+
+
+def reply_of(completion: ChatCompletion, latency_s: float | None) -> Reply:
+    """A chat completion as a :class:`Reply` (one answered directly, or one read from a batch's output)."""
+    choice, usage = completion.choices[0], completion.usage
+    return Reply(choice.message.content or "", usage.prompt_tokens if usage else 0,
+                 usage.completion_tokens if usage else 0, latency_s, refusal=getattr(choice.message, "refusal", None),
+                 finish_reason=choice.finish_reason, tool_calls=bool(choice.message.tool_calls))
+
+
 def ask(client: openai.OpenAI, model: str, request: ChatRequest, settings: dict[str, Any]) -> Reply:
     """One request, its failure kept as a value (after the client's own retries with backoff)."""
     import openai
 
-    extra = {"tools": request.tools} if request.tools else {}
-    if request.seed is not None:
-        extra["seed"] = request.seed
-    if request.response_format is not None:
-        extra["response_format"] = request.response_format
     started = time.perf_counter()
     try:
-        response = client.chat.completions.create(model=model, messages=request.messages, **settings, **extra)
+        response = client.chat.completions.create(**chat_body(model, request, settings))
     except openai.APIError as exc:
         return Reply("", 0, 0, time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}")
-    latency = time.perf_counter() - started
-    choice, usage = response.choices[0], response.usage
-    return Reply(choice.message.content or "", usage.prompt_tokens if usage else 0,
-                 usage.completion_tokens if usage else 0, latency, refusal=getattr(choice.message, "refusal", None),
-                 finish_reason=choice.finish_reason, tool_calls=bool(choice.message.tool_calls))
+    return reply_of(response, time.perf_counter() - started)
 
 
 def ask_all(client: openai.OpenAI, model: str, requests: Sequence[ChatRequest], settings: dict[str, Any], *,
