@@ -600,6 +600,7 @@ def eval_command(
     api_key: Annotated[Optional[str], option(EvalConfig, "api_key", envvar="OPENAI_API_KEY")] = EVAL.api_key,
     judge_base_url: Annotated[Optional[str], option(EvalConfig, "judge_base_url")] = EVAL.judge_base_url,
     concurrency: Annotated[int, option(EvalConfig, "concurrency")] = EVAL.concurrency,
+    batch: Annotated[bool, option(EvalConfig, "batch")] = EVAL.batch,
     limit: Annotated[Optional[int], option(EvalConfig, "limit")] = EVAL.limit,
     seed: Annotated[int, option(EvalConfig, "seed")] = EVAL.seed,
     max_tokens: Annotated[Optional[int], option(EvalConfig, "max_tokens")] = EVAL.max_tokens,
@@ -618,8 +619,8 @@ def eval_command(
     if home is not None:  # the store it is recorded in, and that of the local server it may start
         os.environ["SELFTUNE_HOME"] = str(home)
     config = build(EvalConfig, data=data, models=models, few_shot=few_shot, few_shot_from=few_shot_from,
-                   graders=graders or [], base_url=base_url, api_key=api_key, concurrency=concurrency, limit=limit,
-                   seed=seed, max_tokens=max_tokens, out=out_dir, hourly_price=hourly_price,
+                   graders=graders or [], base_url=base_url, api_key=api_key, concurrency=concurrency, batch=batch,
+                   limit=limit, seed=seed, max_tokens=max_tokens, out=out_dir, hourly_price=hourly_price,
                    prices=[parse_price(p) for p in prices or []], judge_base_url=judge_base_url,
                    schema_file=schema_file)
     with progress_bars(err) as progress:
@@ -672,6 +673,7 @@ def distill_command(
     min_score: Annotated[Optional[float], option(DistillConfig, "min_score")] = DISTILL.min_score,
     keep_truncated: Annotated[bool, option(DistillConfig, "keep_truncated")] = DISTILL.keep_truncated,
     concurrency: Annotated[int, option(DistillConfig, "concurrency")] = DISTILL.concurrency,
+    batch: Annotated[bool, option(DistillConfig, "batch")] = DISTILL.batch,
     timeout: Annotated[float, option(DistillConfig, "timeout")] = DISTILL.timeout,
     max_retries: Annotated[int, option(DistillConfig, "max_retries")] = DISTILL.max_retries,
     cache: Annotated[Optional[Path], option(DistillConfig, "cache")] = DISTILL.cache,
@@ -697,7 +699,7 @@ def distill_command(
         config = build(DistillConfig, teacher_base_url=teacher_base_url, teacher_model=teacher_model,
                        prompts=prompts, out=out_file, api_key=api_key, system=system, samples=samples,
                        temperature=temperature, max_tokens=max_tokens, graders=graders or [], min_score=min_score,
-                       keep_truncated=keep_truncated, concurrency=concurrency, timeout=timeout,
+                       keep_truncated=keep_truncated, concurrency=concurrency, batch=batch, timeout=timeout,
                        max_retries=max_retries, cache=cache, prices=[parse_price(p) for p in prices or []])
         with _progress_bar("teacher answers") as progress:
             summary = distill(config, progress)

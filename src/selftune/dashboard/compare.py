@@ -149,7 +149,8 @@ def side_by_side(request: Request, org: str, jobs: list[FineTuningJob]) -> list[
         per_job = [by_model.get(j.fine_tuned_model) if j.fine_tuned_model else None for j in jobs]
         rows = [(_score_name(per_job), [f"{f.score:.3f} [{f.ci95[0]:.3f}, {f.ci95[1]:.3f}]" if f else "—"
                                         for f in per_job]),
-                ("latency p50", [f"{f.latency_p50_s:.2f} s" if f else "—" for f in per_job]),
+                ("latency p50", [f"{f.latency_p50_s:.2f} s" if f and f.latency_p50_s is not None else "—"
+                                 for f in per_job]),
                 ("cost / 1,000 requests", [f"${f.cost_per_1000:.4f} ({f.cost_basis})" if f else "—"
                                            for f in per_job])]
         shown.append({"id": evaluation.id, "data_name": evaluation.data_name, "figures": rows})

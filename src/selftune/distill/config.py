@@ -35,7 +35,11 @@ class DistillConfig(BaseModel):
                                                                  "best-of-K and --min-score.")
     min_score: float | None = Field(None, description="Drop prompts whose best answer scores lower.")
     keep_truncated: bool = Field(False, description=KEEP_TRUNCATED_DESCRIPTION)
-    concurrency: int = Field(4, ge=1, description="Requests in flight at once.")
+    concurrency: int = Field(4, ge=1, description="Requests in flight at once (without --batch).")
+    batch: bool = Field(False, description="Send the requests through the teacher's Batch API (/v1/batches, which "
+                                           "the hosted service charges half for) as one batch instead of one by "
+                                           "one; its answers are cached when it ends (Ctrl-C cancels it and keeps "
+                                           "those that came back).")
     timeout: float = Field(120.0, ge=1, description="Seconds per request.")
     max_retries: int = Field(5, ge=0, description="Retries on 429, 5xx and connection errors, with exponential "
                                                   "backoff.")

@@ -18,6 +18,7 @@ from selftune.distill.config import DistillConfig, StoredDistillConfig
 from selftune.distill.prompts import Prompt, read_prompts
 from selftune.distill.results import DistillSummary, TokenCounts
 from selftune.errors import SelftuneError
+from selftune.evals.batched import ask_all_batched
 from selftune.evals.graders import Grader, GradingContext, make_grader
 from selftune.evals.prices import TokenPrice
 from selftune.evals.requests import ChatRequest, Reply, ask_all
@@ -55,7 +56,7 @@ def collect_from_teacher(config: DistillConfig, progress: Progress | None = None
     unique = drop_duplicates(prompts, drops, "duplicate_prompt", key=lambda p: [p.messages, p.tools])
     client = openai.OpenAI(base_url=config.teacher_base_url, api_key=config.api_key or "none",
                            max_retries=config.max_retries, timeout=config.timeout)
-    context = GradingContext(client=client, concurrency=config.concurrency)
+    context = GradingContext(client=client, concurrency=config.concurrency, batch=config.batch)
     graders = [make_grader(spec, context) for spec in config.graders]  # a bad spec fails before paying
     grader = graders[0] if graders else None  # best-of-K and --min-score go by the first
     cache = AnswerCache(config.cache_path)
@@ -93,8 +94,12 @@ def _ask(client: openai.OpenAI, config: DistillConfig, prompts: list[Prompt], ca
             cache.put(missing[index][2], _answer(reply))
 
     requests = [ChatRequest(prompts[i].messages, prompts[i].tools, seed=k) for i, k, _ in missing]
-    paid = ask_all(client, config.teacher_model, requests, settings, concurrency=config.concurrency,
-                   progress=advance, on_reply=keep)
+    if config.batch:
+        paid = ask_all_batched(client, config.teacher_model, requests, settings, metadata={"selftune": "distill"},
+                               progress=advance, on_reply=keep)
+    else:
+        paid = ask_all(client, config.teacher_model, requests, settings, concurrency=config.concurrency,
+                       progress=advance, on_reply=keep)
     answers: list[list[Answer | None]] = [[] for _ in prompts]
     for i, _, key in jobs:
         answers[i].append(cache.get(key))

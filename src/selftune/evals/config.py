@@ -49,7 +49,11 @@ class EvalConfig(BaseModel):
                                                    "server, started if none is running).")
     api_key: str | None = Field(None, description="API key of the endpoint.")
     judge_base_url: str | None = Field(None, description="Endpoint of the judge model, if elsewhere.")
-    concurrency: int = Field(4, ge=1, description="Requests in flight at once.")
+    concurrency: int = Field(4, ge=1, description="Requests in flight at once (without --batch).")
+    batch: bool = Field(False, description="Send the requests (a judge's too) through the endpoint's Batch API "
+                                           "(/v1/batches, which the hosted service charges half for), one batch "
+                                           "per model, instead of one by one. Answers come when each batch ends; "
+                                           "latency per request is not measured.")
     limit: int | None = Field(None, ge=1, description="Evaluate a seeded random sample of this many examples.")
     seed: int = Field(0, description="Seeds the sample (--limit), the few-shot examples and the bootstrap.")
     max_tokens: int | None = Field(None, ge=1, description="Answer length cap (default: from the longest "

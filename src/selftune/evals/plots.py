@@ -108,7 +108,11 @@ def tokens(results: list[ModelResult]) -> str:
 
 
 def latency(results: list[ModelResult]) -> str:
-    """Each request's latency, per model: a box plot over the points."""
+    """Each request's latency, per model: a box plot over the points; "" when no model's requests were
+    timed one by one (a batch's were not)."""
+    results = [r for r in results if r.latency_s.measured]
+    if not results:
+        return ""
     fig, ax = _figure(6, 0.6 + 0.55 * len(results))
     data = [r.latency_s.all for r in results]
     ax.boxplot(data, vert=False, widths=0.5, showfliers=False)

@@ -42,7 +42,7 @@ def print_summary(report: EvalReport, console: Console) -> None:
         q = r.quality[grader]
         table.add_row(r.name, r.kind, f"{q.mean:.1%} ({q.ci95[0]:.1%}–{q.ci95[1]:.1%})",
                       f"{r.prompt_tokens:,.0f}", f"{r.completion_tokens:,.1f}",
-                      f"{r.latency_s.p50:.2f} / {r.latency_s.p95:.2f} s",
+                      latency_text(r),
                       f"{r.requests_per_s:.2f}" if r.requests_per_s else "–",
                       f"${r.own_cost:.4f}" + ("" if r.cost_basis == LOCAL_COST else f" ({r.cost_basis})"),
                       *[f"${r.cost_per_1000[p.name]:.4f}" for p in report.prices])
@@ -53,6 +53,13 @@ def print_summary(report: EvalReport, console: Console) -> None:
     for r in report.models:
         if r.errors:
             console.print(f"  [red]{r.name}: {r.errors} requests failed (graded as wrong)[/]")
+
+
+def latency_text(r: ModelResult) -> str:
+    """p50 / p95 of one row, or a dash where requests were not timed one by one (a batch's)."""
+    if not r.latency_s.measured:
+        return "— (batch)"
+    return f"{r.latency_s.p50:.2f} / {r.latency_s.p95:.2f} s"
 
 
 def structured(report: EvalReport) -> list[tuple[ModelResult, dict]]:
@@ -146,7 +153,8 @@ def write_html(report: EvalReport, rows: list[ExampleResult], path: Path) -> Non
         figures["fields"] = plots.fields(results, grader)
     env = Environment(autoescape=True)
     html = env.from_string(TEMPLATE).render(
-        report=report, grader=grader, results=results, bought=bought(report) + agreed(report), wrong=wrong,
+        report=report, grader=grader, results=results, latency_text=latency_text,
+        bought=bought(report) + agreed(report), wrong=wrong,
         figures={k: Markup(v) for k, v in figures.items()},
         confusions=[(m, Markup(svg)) for m, svg in confusions], extraction=extraction,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
@@ -185,7 +193,7 @@ TEMPLATE = """<!doctype html>
 <tr><td>{{ r.name }}</td><td class="text">{{ r.kind }}</td>
 <td>{{ "%.1f%%" % (q.mean * 100) }} ({{ "%.1f" % (q.ci95[0] * 100) }}–{{ "%.1f" % (q.ci95[1] * 100) }})</td>
 <td>{{ "{:,.0f}".format(r.prompt_tokens) }}</td><td>{{ "%.1f" % r.completion_tokens }}</td>
-<td>{{ "%.2f" % r.latency_s.p50 }} / {{ "%.2f" % r.latency_s.p95 }} s</td>
+<td>{{ latency_text(r) }}</td>
 <td>{{ "%.2f" % r.requests_per_s if r.requests_per_s else "–" }}</td>
 <td>${{ "%.4f" % r.own_cost }}{% if r.cost_basis != "local" %} ({{ r.cost_basis }}){% endif %}</td>
 {% for p in report.prices %}<td>${{ "%.4f" % r.cost_per_1000[p.name] }}</td>{% endfor %}
@@ -193,11 +201,14 @@ TEMPLATE = """<!doctype html>
 </table>
 <p class="meta">Own cost: for a model served here, the measured wall time per request at
 {{ report.hourly_price }} $/hour for this machine; for a hosted model, its per-token price (named).
-Requests ran {{ report.concurrency }} at a time: latency is per request, requests/s the throughput.</p>
+{% if report.batch %}Requests went through the endpoint's Batch API, one batch per model: a request's latency is
+not measured (it waits in the batch's queue), and requests/s and the local cost count the batch's wall time, from its
+creation to its end, waiting included.{% else %}Requests ran {{ report.concurrency }} at a time: latency is per
+request, requests/s the throughput.{% endif %}</p>
 <div class="grid">
 <figure><figcaption>Quality</figcaption>{{ figures.quality }}</figure>
 <figure><figcaption>Tokens per request</figcaption>{{ figures.tokens }}</figure>
-<figure><figcaption>Latency</figcaption>{{ figures.latency }}</figure>
+{% if figures.latency %}<figure><figcaption>Latency</figcaption>{{ figures.latency }}</figure>{% endif %}
 </div>
 {% if extraction %}{% set pct = "%.1f%%" %}
 <h2>Structured output</h2>

@@ -29,10 +29,20 @@ class Quality(BaseModel):
 
 
 class Latency(BaseModel):
-    p50: float
-    p95: float
-    mean: float
+    """Seconds per request; None (and ``all`` empty) when not measured: requests sent as a batch wait
+    in its queue, so only the batch's wall time is known."""
+
+    p50: float | None
+    p95: float | None
+    mean: float | None
     all: list[float]  # every request's, in the order of the examples
+
+    @property
+    def measured(self) -> bool:
+        return self.p50 is not None
+
+
+NOT_MEASURED = Latency(p50=None, p95=None, mean=None, all=[])
 
 
 class ModelResult(BaseModel):
@@ -45,7 +55,7 @@ class ModelResult(BaseModel):
     prompt_tokens: float  # per request, mean over the answered ones
     completion_tokens: float
     latency_s: Latency
-    wall_s: float
+    wall_s: float  # from the first request sent to the last answer (a batch: from its creation to its end)
     requests_per_s: float | None
     cost_per_1000: dict[str, float]  # its own cost (under cost_basis), then each --price by name
     cost_basis: str = LOCAL_COST  # "local": measured time on this machine; else the name of its own price
@@ -100,6 +110,7 @@ class EvalReport(BaseModel):
     endpoint: str | None  # the run's endpoint; None when every model had its own
     max_tokens: int
     concurrency: int
+    batch: bool = False  # the requests went through the Batch API, one batch per model (--batch)
     few_shot: int
     schema_file: str | None = None  # the JSON schema file the "+ schema" rows were decoded under
     labels: list[str] | None
@@ -127,7 +138,7 @@ class ExampleResult(BaseModel):
     scores: dict[str, float]  # by grader label
     prompt_tokens: int
     completion_tokens: int
-    latency_s: float
+    latency_s: float | None  # None: sent in a batch (--batch), not timed on its own
     error: str | None
     constrained: bool = False  # the answer was decoded under the run's JSON schema
 

@@ -21,6 +21,7 @@ from selftune.evals.requests import ChatRequest
 from selftune.evals.results import (
     FINE_TUNED,
     LOCAL_COST,
+    NOT_MEASURED,
     Agreement,
     Comparison,
     EvalReport,
@@ -73,7 +74,7 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalReport
         judge_client = (openai.OpenAI(base_url=config.judge_base_url, api_key=api_key, max_retries=3)
                         if config.judge_base_url else None)
         context = GradingContext(labels=labels, client=run_client, judge_client=judge_client,
-                                 concurrency=config.concurrency, seed=config.seed)
+                                 concurrency=config.concurrency, batch=config.batch, seed=config.seed)
         graders = [make_grader(spec, context) for spec in config.graders or _default_graders(labels, examples,
                                                                                               structured)]
         endpoints = [(m, m.base_url or url, m.api_key or api_key) for m in config.models]
@@ -89,14 +90,15 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalReport
                 requests = [ChatRequest(shots.messages(e) if shots else e.messages, e.tools,
                                         response_format=structured if constrained else None) for e in examples]
                 run = run_model(clients.get(model_url, key), model, requests, max_tokens=max_tokens,
-                                concurrency=config.concurrency,
+                                concurrency=config.concurrency, batch=config.batch,
                                 progress=progress(name, len(requests)) if progress else None)
                 result, model_rows = _grade(spec, kind, constrained, model_url, examples, run, graders, config)
                 results.append(result)
                 rows += model_rows
                 answers[name] = [a.text.strip() for a in run.answers]
     report = EvalReport(data=str(config.data), examples=len(examples), seed=config.seed, endpoint=url,
-                        max_tokens=max_tokens, concurrency=config.concurrency, few_shot=config.few_shot,
+                        max_tokens=max_tokens, concurrency=config.concurrency, batch=config.batch,
+                        few_shot=config.few_shot,
                         schema_file=str(config.schema_file) if config.schema_file else None,
                         labels=labels, graders=[g.label for g in graders], hourly_price=config.hourly_price,
                         prices=config.prices, models=results, comparisons=_comparisons(results),
@@ -144,13 +146,13 @@ def _grade(spec: ModelEndpoint, kind: str, constrained: bool, endpoint: str, exa
     n = len(run.answers)
     prompt_tokens = sum(a.prompt_tokens for a in ok) / len(ok)
     completion_tokens = sum(a.completion_tokens for a in ok) / len(ok)
-    latencies = [a.latency_s for a in ok]
+    latencies = [a.latency_s for a in ok if a.latency_s is not None]  # none in a batch
     result = ModelResult(
         model=model, kind=kind, constrained=constrained, endpoint=endpoint, requests=n, errors=n - len(run.ok),
         quality=quality,
         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
         latency_s=Latency(p50=percentile(latencies, 50), p95=percentile(latencies, 95),
-                          mean=sum(latencies) / len(latencies), all=latencies),
+                          mean=sum(latencies) / len(latencies), all=latencies) if latencies else NOT_MEASURED,
         wall_s=run.wall_s, requests_per_s=n / run.wall_s if run.wall_s else None,
         cost_per_1000={
             spec.price.name if spec.price else LOCAL_COST:
@@ -194,8 +196,8 @@ def _agreements(answers: dict[str, list[str]], with_model: str | None) -> list[A
     return out
 
 
-def _ratio(a: float, b: float) -> float | None:
-    return a / b if b else None
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
 
 
 def _write(out: Path, report: EvalReport, rows: list[ExampleResult]) -> None:

@@ -29,7 +29,7 @@ class ModelFigures(BaseModel):
     ci95: tuple[float, float]
     n: int  # requests (examples)
     errors: int
-    latency_p50_s: float
+    latency_p50_s: float | None  # None: not measured (its requests went as a batch)
     cost_per_1000: float  # its own cost for 1,000 requests, under cost_basis
     cost_basis: str
 

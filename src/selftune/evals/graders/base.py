@@ -17,12 +17,13 @@ GRADERS: dict[str, type[Grader]] = {}
 @dataclass
 class GradingContext:
     """What a grader may need beyond the answers: the label set of a classification, and for graders
-    that ask a model (a judge) the endpoint to ask and how many requests to keep in flight."""
+    that ask a model (a judge) the endpoint to ask and how: so many requests in flight, or one batch."""
 
     labels: list[str] | None = None
     client: openai.OpenAI | None = None  # the run's endpoint
     judge_client: openai.OpenAI | None = None  # the judge's own endpoint, when it is elsewhere
     concurrency: int = 4
+    batch: bool = False  # a judge's requests go as one batch of the Batch API (--batch)
     seed: int = 0  # of the bootstrap intervals a grader's summary adds
 
     @property
