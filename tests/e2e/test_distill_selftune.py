@@ -50,3 +50,29 @@ def test_distill_from_stored_completions_filtered_by_metadata(shared_server, tmp
     got = [(r["messages"][0]["content"], r["messages"][1]["content"]) for r in rows]
     assert got == [(q, a.strip()) for q, a in asked if a.strip()]  # oldest first; an empty answer is dropped
     assert len(got) >= 10 and check(out).valid
+
+
+def test_distill_through_the_batch_api_caches_every_answer(shared_server, tmp_path):
+    """``--batch``: one batch of the teacher's Batch API; its answers are cached, so the same run again
+    sends nothing."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(f"My batched card {i} has not arrived" for i in range(12)) + "\n")
+    out = tmp_path / "train.jsonl"
+    args = ("distill", "--prompts", str(prompts), "--out", str(out), "--teacher-base-url", shared_server.url,
+            "--teacher-model", "tiny", "--max-tokens", "6", "--keep-truncated", "--temperature", "1", "--batch")
+    first = selftune(*args)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["requests_this_run"] == 12 and summary["failed_requests_this_run"] == 0
+    assert summary["kept"] >= 10 and check(out).valid
+    cached = [json.loads(line) for line in out.with_suffix(".cache.jsonl").read_text().splitlines()]
+    assert len(cached) == 12 and all(c["completion_tokens"] > 0 for c in cached)
+    [batch] = [b for b in shared_server.client().batches.list(limit=100) if b.metadata == {"selftune": "distill"}]
+    assert batch.status == "completed" and batch.request_counts.total == 12
+
+    again = selftune(*args)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["requests_this_run"] == 0 and summary["answers_reused_from_cache"] == 12
+    assert len([b for b in shared_server.client().batches.list(limit=100)
+                if b.metadata == {"selftune": "distill"}]) == 1  # nothing sent the second time

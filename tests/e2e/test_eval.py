@@ -123,3 +123,39 @@ def test_sigterm_stops_the_server_a_run_started(tmp_path, tiny_model):
     assert run.wait(timeout=60) != 0  # interrupted, after stopping its server
     with pytest.raises(openai.APIConnectionError):
         client.models.list()
+
+
+def test_batch_gives_the_answers_one_by_one_gives_without_timing_requests(tmp_path, shared_server, chat_rows,
+                                                                          write_jsonl):
+    """``--batch``: the model's and the judge's requests go through /v1/batches, one batch each; the
+    answers are those of the one-by-one run, and latency shows as not measured rather than as a number."""
+    test = write_jsonl(tmp_path / "test.jsonl", chat_rows(6, seed=7))
+    common = ("eval", "--data", str(test), "--model", "tiny", "--grader", "normalized", "--grader", "judge:tiny",
+              "--base-url", shared_server.url, "--max-tokens", "4", "--price", "hosted-batch=0.075:0.30")
+    batched = selftune(*common, "--batch", "--out", str(tmp_path / "batched"))
+    assert batched.returncode == 0, batched.stderr + shared_server.log()
+    direct = selftune(*common, "--out", str(tmp_path / "direct"))
+    assert direct.returncode == 0, direct.stderr
+
+    def read(name: str) -> tuple[dict, list[dict]]:
+        out = tmp_path / name
+        return (json.loads((out / "report.json").read_text()),
+                [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()])
+
+    (report, rows), (direct_report, direct_rows) = read("batched"), read("direct")
+    assert report["batch"] is True and direct_report["batch"] is False
+    [model], [direct_model] = report["models"], direct_report["models"]
+    assert [r["answer"] for r in rows] == [r["answer"] for r in direct_rows]  # greedy: the same answers
+    assert [r["scores"] for r in rows] == [r["scores"] for r in direct_rows]  # the judge's verdicts too
+    assert model["errors"] == 0 and model["quality"]["judge:tiny"]["judge_errors"] == 0
+    assert model["prompt_tokens"] == direct_model["prompt_tokens"] and model["cost_per_1000"]["hosted-batch"] > 0
+    assert model["latency_s"] == {"p50": None, "p95": None, "mean": None, "all": []}
+    assert all(r["latency_s"] is None for r in rows) and direct_model["latency_s"]["p50"] > 0
+    assert model["wall_s"] > 0 and model["requests_per_s"] > 0
+    assert "— (batch)" in batched.stdout and "evaluation: " in batched.stdout, batched.stdout
+    html = (tmp_path / "batched" / "report.html").read_text()
+    assert "— (batch)" in html and "Batch API" in html and "<figcaption>Latency</figcaption>" not in html
+    sent = [b for b in shared_server.client().batches.list(limit=100)
+            if (b.metadata or {}).get("selftune", "").startswith("eval")]
+    assert sorted(b.metadata["selftune"] for b in sent) == ["eval", "eval judge"]
+    assert all(b.status == "completed" and b.request_counts.completed == 6 for b in sent)
