@@ -69,6 +69,23 @@ def test_a_recorded_run_is_listed_with_its_figures_to_its_organisation_only(keye
     assert service.for_models("org-a", ["other"]) == [] and service.for_models("org-b", ["tiny"]) == []
 
 
+def test_a_batch_run_shows_latency_as_not_measured(dashboard, tmp_path):
+    """``selftune eval --batch`` times no request on its own: the page and the API say so, not 0.00 s."""
+    from selftune.evals.results import NOT_MEASURED
+
+    with dashboard() as (browser, _):
+        page = browser()
+        config, report = finished_run(tmp_path, ["tiny"])
+        report = report.model_copy(update={"batch": True, "models": [
+            r.model_copy(update={"latency_s": NOT_MEASURED}) for r in report.models]})
+        evaluation = page.app.state.evaluations.record("local", config, report, config.out)
+        assert evaluation.figures[0].latency_p50_s is None
+        shown = page.get(f"/evals/{evaluation.id}")
+        assert shown.status_code == 200 and "— (batch)" in shown.text and "$0.0123" in shown.text
+        listed = page.get("/v1/evaluations", headers={"Authorization": "Bearer local"}).json()
+        assert listed["data"][0]["figures"][0]["latency_p50_s"] is None
+
+
 def test_the_list_is_newest_first_and_paged(dashboard, tmp_path):
     with dashboard() as (browser, _):
         page = browser()
