@@ -136,7 +136,9 @@ def _collect(client: openai.OpenAI, batch: Batch, n: int) -> list[Reply]:
         except openai.APIError as exc:
             unread = f"its file {file_id} could not be read ({type(exc).__name__}: {exc})"
             continue
-        lines += [json.loads(line) for line in text.splitlines() if line.strip()]
+        for line in text.splitlines():
+            with contextlib.suppress(json.JSONDecodeError):  # a broken line: its request is reported missing
+                lines.append(json.loads(line))
     return replies_of(batch, lines, n, unread)
 
 
@@ -146,7 +148,7 @@ def replies_of(batch: Batch, lines: list[dict], n: int, unread: str | None = Non
     from the batch's status. ``unread``: why a file of the batch could not be read."""
     found: dict[int, Reply] = {}
     for line in lines:
-        custom_id = line.get("custom_id")
+        custom_id = line.get("custom_id") if isinstance(line, dict) else None
         if isinstance(custom_id, str) and custom_id.isdigit() and int(custom_id) < n:
             found[int(custom_id)] = _reply_of_line(line)
     missing = _failed(_why_missing(batch, unread))
