@@ -38,7 +38,7 @@ def test_a_refused_request_comes_back_as_a_reply_with_its_error(client):
 
 
 def test_ctrl_c_cancels_the_batch_and_keeps_what_came_back(client):
-    requests = [ChatRequest([{"role": "user", "content": f"Tell me about card {i}"}]) for i in range(60)]
+    requests = [ChatRequest([{"role": "user", "content": f"Tell me about card {i}"}]) for i in range(200)]
     seen, pressed = {}, []
 
     def progress(n: int) -> None:
@@ -47,11 +47,11 @@ def test_ctrl_c_cancels_the_batch_and_keeps_what_came_back(client):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        ask_all_batched(client, "tiny", requests, {"max_tokens": 16, "temperature": 0}, progress=progress,
+        ask_all_batched(client, "tiny", requests, {"max_tokens": 32, "temperature": 0}, progress=progress,
                         on_reply=seen.__setitem__, poll_seconds=0.2)
     (batch,) = client.batches.list()
     assert batch.status == "cancelled"
-    assert sorted(seen) == list(range(60))  # every request handed over, answered or not
+    assert sorted(seen) == list(range(200))  # every request handed over, answered or not
     answered = [r for r in seen.values() if not r.failed]
     assert len(answered) == batch.request_counts.completed >= pressed[0] > 0
     cancelled = [r for r in seen.values() if r.failed]
