@@ -10,6 +10,7 @@ fine-tuned model's. The test split is only scored here, never used to choose set
     .venv/bin/python bench/restaurants_curve.py                       # 2, 5, 10, 30 min; 500 rows (> 1 h)
     .venv/bin/python bench/restaurants_curve.py --minutes 0.3 --rows 20   # a smoke run
     .venv/bin/python bench/restaurants_curve.py --minutes 5 -- --batch-size 4   # extra `selftune train` options
+    .venv/bin/python bench/restaurants_curve.py --minutes 4 --eval valid_200.jsonl --few-shot 0 -- --lora-layers 10
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=500, help="test rows (a seeded sample)")
     parser.add_argument("--data", type=Path, default=DATA, help="the restaurants folder")
     parser.add_argument("--train", default="train.jsonl", help="training file in --data")
+    parser.add_argument("--eval", default="test.jsonl", help="scored file in --data (valid_200.jsonl to choose "
+                                                              "settings; the test split only for the figures)")
     parser.add_argument("--few-shot", type=int, default=10, help="shots of the base model's prompt (0: no base row)")
     parser.add_argument("--out", type=Path, help="work folder (default: a new temporary one)")
     parser.add_argument("train_args", nargs="*", help="extra `selftune train` options, after --")
@@ -70,7 +73,7 @@ def main() -> None:
     os.environ["SELFTUNE_HOME"] = str(out / "home")  # a server of its own: its models, never another's
     runs = [train(m, args.data / args.train, out, args.train_args) for m in args.minutes]
     os.environ["SELFTUNE_BASE_MODELS"] = ",".join(f"restaurants-{r['minutes']:g}m={r['folder']}" for r in runs)
-    common = {"data": args.data / "test.jsonl", "limit": args.rows, "seed": SEED,
+    common = {"data": args.data / args.eval, "limit": args.rows, "seed": SEED,
               "schema_file": args.data / "schema.json", "concurrency": 8}
     rows = []
     with local_server(out / "server.log", reuse_default=False) as url:
