@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from selftune.api.files.protocol import ExpiresAfter
 from selftune.api.metadata import METADATA_SCHEMA
 
 
@@ -45,13 +46,6 @@ HOSTED_ENDPOINTS = ("/v1/embeddings", "/v1/completions", "/v1/moderations", "/v1
 COMPLETION_WINDOWS = {"24h": 24 * 3600}
 MAX_REQUESTS = 50_000
 MAX_INPUT_BYTES = 200 * 1024**2
-OUTPUT_EXPIRES_MIN, OUTPUT_EXPIRES_MAX = 3600, 30 * 24 * 3600
-
-
-class OutputExpiresAfter(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    anchor: Literal["created_at"]
-    seconds: int
 
 
 class BatchCreateRequest(BaseModel):
@@ -60,7 +54,7 @@ class BatchCreateRequest(BaseModel):
     endpoint: str  # checked by the service, so that an endpoint selftune lacks is refused by name
     completion_window: str
     metadata: dict[str, str] | None = Field(None, json_schema_extra=METADATA_SCHEMA)
-    output_expires_after: OutputExpiresAfter | None = None
+    output_expires_after: ExpiresAfter | None = None  # of the output and error files
 
 
 class BatchError(BaseModel):

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 IDLE_SECONDS = 1.0  # between looks for work when there is none
 HOUSEKEEPING_SECONDS = 2.0  # heartbeat, cancel and expiry checks, new batches validated, while answering
 RETRY_SECONDS = 1.0  # after a busy engine (429) or a busy database
+RUNNABLE = (BatchStatus.IN_PROGRESS, BatchStatus.FINALIZING, BatchStatus.CANCELLING)  # validated, not over
 ROWS_PER_INSERT = 1000
 ERRORS_SHOWN = 10  # malformed lines listed in a failed batch's errors
 RETRYABLE = (429, 503)  # a full waiting room, a shutdown: the request runs later, it has not failed
@@ -115,7 +116,7 @@ class BatchRunner:
     def _claim(self) -> str | None:
         """The oldest batch with answers to make or files to write whose runner is gone (or absent)."""
         with self.db.transaction() as session:
-            query = (select(BatchRow.id).where(BatchRow.status.in_([s.value for s in ACTIVE[1:]]),
+            query = (select(BatchRow.id).where(BatchRow.status.in_([s.value for s in RUNNABLE]),
                                                self._claimable()).order_by(BatchRow.pk).limit(1))
             batch_id = session.scalar(query.with_for_update(skip_locked=True))
             return batch_id if batch_id is not None and self._take(session, batch_id) else None

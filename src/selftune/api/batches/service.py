@@ -15,8 +15,6 @@ from selftune.api.batches.protocol import (
     ENTERED_AT,
     HOSTED_ENDPOINTS,
     MAX_INPUT_BYTES,
-    OUTPUT_EXPIRES_MAX,
-    OUTPUT_EXPIRES_MIN,
     Batch,
     BatchCreateRequest,
     BatchError,
@@ -26,7 +24,9 @@ from selftune.api.batches.protocol import (
     Errors,
 )
 from selftune.api.errors import bad_request, not_found
+from selftune.api.files.protocol import expiry_seconds
 from selftune.api.metadata import check_metadata
+from selftune.api.owned import owned
 from selftune.api.pagination import page
 from selftune.store.db import Database
 from selftune.store.tables import BatchRow, FileRow, new_id, now
@@ -54,10 +54,8 @@ class BatchService:
             raise bad_request(f"Invalid completion_window {request.completion_window!r}: expected "
                               f"{', '.join(COMPLETION_WINDOWS)}.", param="completion_window", code="invalid_value")
         check_metadata(request.metadata)
-        expires_after = request.output_expires_after.seconds if request.output_expires_after else None
-        if expires_after is not None and not OUTPUT_EXPIRES_MIN <= expires_after <= OUTPUT_EXPIRES_MAX:
-            raise bad_request("output_expires_after.seconds must be between 3600 (1 hour) and 2592000 (30 days).",
-                              param="output_expires_after.seconds")
+        expires_after = expiry_seconds(request.output_expires_after and request.output_expires_after.seconds,
+                                       "output_expires_after.seconds")
         with self.db.transaction() as session:
             source = session.scalar(select(FileRow).where(FileRow.id == request.input_file_id, FileRow.org == org))
             if source is None:
@@ -106,11 +104,7 @@ class BatchService:
 
     @staticmethod
     def _row(session, org: str, batch_id: str, lock: bool = False) -> BatchRow:
-        query = select(BatchRow).where(BatchRow.id == batch_id, BatchRow.org == org)
-        row = session.scalar(query.with_for_update() if lock else query)
-        if row is None:
-            raise not_found("batch", batch_id, param="batch_id")
-        return row
+        return owned(session, BatchRow, org, batch_id, "batch", "batch_id", lock=lock)
 
 
 def to_batch(row: BatchRow) -> Batch:

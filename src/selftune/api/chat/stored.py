@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from selftune.api.chat.protocol import ChatCompletionDeleted, StoredChatCompletion, StoredMessage
 from selftune.api.errors import bad_request, not_found
+from selftune.api.owned import owned
 from selftune.api.pagination import page
 from selftune.models.content import text_of
 from selftune.store.db import Database
@@ -73,11 +74,7 @@ class StoredCompletions:
 
     @staticmethod
     def _row(session, org: str, completion_id: str) -> CompletionRow:
-        row = session.scalar(select(CompletionRow).where(CompletionRow.id == completion_id,
-                                                         CompletionRow.org == org))
-        if row is None:
-            raise not_found(KIND, completion_id, param="completion_id")
-        return row
+        return owned(session, CompletionRow, org, completion_id, KIND, "completion_id")
 
 
 def to_body(row: CompletionRow) -> StoredChatCompletion:

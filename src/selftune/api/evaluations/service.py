@@ -33,6 +33,7 @@ from selftune.api.evaluations.protocol import (
     ModelFigures,
     Progress,
 )
+from selftune.api.owned import owned
 from selftune.api.pagination import page
 from selftune.config import Settings, get_settings
 from selftune.errors import SelftuneError
@@ -282,10 +283,7 @@ class EvaluationService:
 
     @staticmethod
     def _row(session, org: str, eval_id: str) -> EvaluationRow:
-        row = session.scalar(select(EvaluationRow).where(EvaluationRow.id == eval_id, EvaluationRow.org == org))
-        if row is None:
-            raise not_found("evaluation", eval_id)
-        return row
+        return owned(session, EvaluationRow, org, eval_id, "evaluation")
 
 
 def _models(row: EvaluationRow) -> list[str]:

@@ -11,14 +11,13 @@ from starlette.datastructures import UploadFile
 
 from selftune.api.auth import Org
 from selftune.api.errors import APIError, bad_request, error_responses
-from selftune.api.files.protocol import PURPOSES, FileDeleted, FileObject
+from selftune.api.files.protocol import EXPIRES_MAX, EXPIRES_MIN, PURPOSES, FileDeleted, FileObject, expiry_seconds
 from selftune.api.files.service import FileService
 from selftune.api.forms import read_form
 from selftune.api.pagination import Page, list_body
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 MULTIPART_OVERHEAD = 64 * 1024
-EXPIRES_MIN, EXPIRES_MAX = 3600, 30 * 24 * 3600  # 1 hour to 30 days, as the hosted API allows
 BY_ID = {"file_id": "$response.body#/id"}
 
 # The upload is read by hand (the size is refused before the body is read), so FastAPI can't infer its
@@ -75,10 +74,7 @@ def _expires_after(form) -> int | None:
         value = int(seconds)
     except (TypeError, ValueError):
         raise bad_request("expires_after.seconds must be an integer.", param="expires_after.seconds") from None
-    if not EXPIRES_MIN <= value <= EXPIRES_MAX:
-        raise bad_request("expires_after.seconds must be between 3600 (1 hour) and 2592000 (30 days).",
-                          param="expires_after.seconds")
-    return value
+    return expiry_seconds(value, "expires_after.seconds")
 
 
 @router.get("", response_model=Page[FileObject], responses={**error_responses(404), 200: {"links": {

@@ -14,8 +14,9 @@ from typing import BinaryIO
 
 from sqlalchemy import select
 
-from selftune.api.errors import APIError, bad_request, not_found
+from selftune.api.errors import APIError, bad_request
 from selftune.api.files.protocol import PURPOSES, FileDeleted, FileObject
+from selftune.api.owned import owned
 from selftune.api.pagination import page
 from selftune.store.blobs import BlobStore, TooLarge
 from selftune.store.db import Database
@@ -119,10 +120,7 @@ class FileService:
 
     @staticmethod
     def _row(session, org: str, file_id: str) -> FileRow:
-        row = session.scalar(select(FileRow).where(FileRow.id == file_id, FileRow.org == org))
-        if row is None:
-            raise not_found("file", file_id)
-        return row
+        return owned(session, FileRow, org, file_id, "file")
 
 
 def to_object(row: FileRow) -> FileObject:

@@ -25,6 +25,7 @@ from selftune.api.fine_tuning.protocol import (
 )
 from selftune.api.metadata import check_metadata
 from selftune.api.models.service import find_fine_tuned
+from selftune.api.owned import owned
 from selftune.api.pagination import page
 from selftune.jobs.events import add_event
 from selftune.jobs.lifecycle import (
@@ -241,11 +242,7 @@ class JobService:
 
     @staticmethod
     def _row(session, org: str, job_id: str, lock: bool = False) -> JobRow:
-        query = select(JobRow).where(JobRow.id == job_id, JobRow.org == org)
-        row = session.scalar(query.with_for_update() if lock else query)
-        if row is None:
-            raise not_found("fine-tuning job", job_id, param="fine_tuning_job_id")
-        return row
+        return owned(session, JobRow, org, job_id, "fine-tuning job", "fine_tuning_job_id", lock=lock)
 
 
 def to_job(job: JobRow) -> FineTuningJob:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from selftune.api.errors import bad_request, not_found
+from selftune.api.owned import owned
 from selftune.api.responses.protocol import Response, ResponseDeleted
 from selftune.store.db import Database
 from selftune.store.tables import ResponseRow
@@ -60,7 +61,4 @@ class StoredResponses:
 
     @staticmethod
     def _row(session, org: str, response_id: str) -> ResponseRow:
-        row = session.scalar(select(ResponseRow).where(ResponseRow.id == response_id, ResponseRow.org == org))
-        if row is None:
-            raise not_found(KIND, response_id, param="response_id")
-        return row
+        return owned(session, ResponseRow, org, response_id, KIND, "response_id")

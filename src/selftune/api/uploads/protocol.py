@@ -7,20 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from selftune.api.files.protocol import FileObject
+from selftune.api.files.protocol import ExpiresAfter, FileObject  # the expiry of the File it becomes
 
 MAX_UPLOAD_BYTES = 8 * 1024**3
 MAX_PART_BYTES = 64 * 1024**2  # the openai SDK's upload_file_chunked sends parts of exactly this size
 
 UploadStatus = Literal["pending", "completed", "cancelled", "expired"]
-
-
-class ExpiresAfter(BaseModel):
-    """The expiry of the File the upload becomes (as ``files.create``'s ``expires_after``)."""
-
-    model_config = ConfigDict(extra="forbid")
-    anchor: Literal["created_at"]
-    seconds: int
 
 
 class UploadCreateRequest(BaseModel):

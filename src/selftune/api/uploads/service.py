@@ -17,10 +17,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from selftune.api.errors import APIError, bad_request, not_found
-from selftune.api.files.protocol import PURPOSES, FileObject
-from selftune.api.files.router import EXPIRES_MAX, EXPIRES_MIN
+from selftune.api.errors import APIError, bad_request
+from selftune.api.files.protocol import PURPOSES, FileObject, expiry_seconds
 from selftune.api.files.service import FileService
+from selftune.api.owned import owned
 from selftune.api.uploads.protocol import (
     MAX_PART_BYTES,
     MAX_UPLOAD_BYTES,
@@ -52,10 +52,8 @@ class UploadService:
             raise bad_request("filename must not be empty.", param="filename")
         if not request.mime_type.strip():
             raise bad_request("mime_type must not be empty.", param="mime_type")
-        expires_after = request.expires_after.seconds if request.expires_after else None
-        if expires_after is not None and not EXPIRES_MIN <= expires_after <= EXPIRES_MAX:
-            raise bad_request("expires_after.seconds must be between 3600 (1 hour) and 2592000 (30 days).",
-                              param="expires_after.seconds")
+        expires_after = expiry_seconds(request.expires_after and request.expires_after.seconds,
+                                       "expires_after.seconds")
         self.expire_stale()
         created = now()
         row = UploadRow(id=new_id("upload_"), org=org, filename=request.filename[:512], purpose=request.purpose,
@@ -176,11 +174,7 @@ class UploadService:
 
     @staticmethod
     def _row(session, org: str, upload_id: str, lock: bool = False) -> UploadRow:
-        query = select(UploadRow).where(UploadRow.id == upload_id, UploadRow.org == org)
-        upload = session.scalar(query.with_for_update() if lock else query)
-        if upload is None:
-            raise not_found("upload", upload_id, param="upload_id")
-        return upload
+        return owned(session, UploadRow, org, upload_id, "upload", "upload_id", lock=lock)
 
     def _delete_parts(self, upload_id: str) -> None:
         with self.db.transaction() as session:
