@@ -66,3 +66,30 @@ def test_a_batch_survives_kill_9_halfway_without_answering_a_request_twice(new_s
     by_id = {line["custom_id"]: line["response"]["body"] for line in output}
     assert by_id["req-7"]["choices"][0]["message"]["content"] == direct.choices[0].message.content
     assert batch.usage.output_tokens == sum(b["usage"]["completion_tokens"] for b in by_id.values())
+
+
+@pytest.mark.slow  # ~35 s; CI runs it
+def test_ctrl_c_mid_batch_records_no_cut_short_answer_and_a_restart_finishes_it(new_server):
+    server = new_server(SELFTUNE_BATCH_CONCURRENCY="2").start()
+    client = server.client()
+    input_id = client.files.create(file=("requests.jsonl", io.BytesIO(_requests())), purpose="batch").id
+    batch = client.batches.create(input_file_id=input_id, endpoint="/v1/chat/completions", completion_window="24h")
+    deadline = time.time() + 120
+    while client.batches.retrieve(batch.id).request_counts.completed < N // 4:
+        assert time.time() < deadline, server.log()
+        time.sleep(0.05)
+    server.stop()  # Ctrl-C: the answers in flight are cut short by the shutdown, and must not count as failed
+    assert server.process.returncode == 0
+    with sqlite3.connect(server.home / "selftune.db") as db:
+        statuses = dict(db.execute("SELECT status, count(*) FROM batch_requests GROUP BY status").fetchall())
+    assert statuses.get("failed", 0) == 0 and 0 < statuses["pending"] < N
+
+    server.port = free_port()
+    client = server.start().client()
+    deadline = time.time() + 180
+    while (batch := client.batches.retrieve(batch.id)).status not in ("completed", "failed", "expired", "cancelled"):
+        assert time.time() < deadline, server.log()
+        time.sleep(0.2)
+    server.stop()
+    assert batch.status == "completed"
+    assert batch.request_counts.model_dump() == {"total": N, "completed": N, "failed": 0}
