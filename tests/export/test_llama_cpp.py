@@ -39,11 +39,13 @@ def llama_cpp_module():
     except ImportError:
         pass
     cache = Path(os.environ.get("SELFTUNE_TEST_CACHE", Path.home() / ".cache" / "selftune-tests"))
-    wheels, site = cache / "wheels", cache / f"llama-cpp-python-{LLAMA_CPP_PYTHON}"
+    build, cmake_args = _build()
+    wheels, site = cache / f"wheels-{build}", cache / f"llama-cpp-python-{LLAMA_CPP_PYTHON}-{build}"
     if not (site / "llama_cpp").is_dir():
         if not list(wheels.glob(f"llama_cpp_python-{LLAMA_CPP_PYTHON}-*.whl")):
-            subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", f"llama-cpp-python=={LLAMA_CPP_PYTHON}",
-                            "-w", str(wheels)], check=True)
+            env = {**os.environ, "CMAKE_ARGS": cmake_args} if cmake_args else None
+            subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir",
+                            f"llama-cpp-python=={LLAMA_CPP_PYTHON}", "-w", str(wheels)], check=True, env=env)
         wheel = next(wheels.glob(f"llama_cpp_python-{LLAMA_CPP_PYTHON}-*.whl"))
         subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(site), str(wheel)],
                        check=True)
@@ -52,6 +54,18 @@ def llama_cpp_module():
                        check=True)
     sys.path.insert(0, str(site))
     return importlib.import_module("llama_cpp")
+
+
+def _build() -> tuple[str, str | None]:
+    """How llama.cpp is built here: natively (its default), except on a CPU with AMX. There llama.cpp 0.3.36
+    built with -march=native crashed (SIGSEGV in llama_decode, on any prompt of more than a token) on this
+    project's Intel Xeon with AMX-BF16 (2026-12-02), and built for AVX2/FMA/F16C/AVX512 without the native
+    tuning it ran. ``CMAKE_ARGS`` set by the caller wins."""
+    from selftune.hardware import cpu
+
+    if os.environ.get("CMAKE_ARGS") or not cpu().has("amx_tile"):
+        return "native", None
+    return "no-amx", "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON"
 
 
 def selftune_greedy(run_dir: Path, prompts: list[list[int]]) -> list[list[int]]:
