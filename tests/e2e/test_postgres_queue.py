@@ -176,3 +176,36 @@ def test_two_workers_run_every_job_exactly_once(postgres_url, service_env, new_s
             stop(worker)
         server.stop()
     assert [w.returncode for w in workers] == [0, 0], [log.read_text(errors="replace")[-2000:] for log in logs]
+
+
+@pytest.mark.slow
+def test_two_servers_on_one_postgres_database_answer_a_batch_once(postgres_url, new_server, tmp_path):
+    """The batch runner's claim, answers and files on PostgreSQL (FOR UPDATE SKIP LOCKED and the conditional
+    updates), with two servers polling the same database: each request is answered once, by one of them."""
+    import io
+    import json
+    import time
+
+    home = tmp_path / "batch-home"  # shared: the output file's bytes are written by whichever server ends the batch
+    home.mkdir()
+    servers = [new_server(home, ["--no-worker"], SELFTUNE_DATABASE_URL=postgres_url) for _ in range(2)]
+    try:
+        for server in servers:
+            server.start()
+        client = servers[0].client()
+        lines = [{"custom_id": f"pg-{i}", "method": "POST", "url": "/v1/chat/completions",
+                  "body": {"model": "tiny", "messages": [{"role": "user", "content": f"card {i}"}], "max_tokens": 8,
+                           "temperature": 0}} for i in range(20)]
+        data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        input_id = client.files.create(file=("b.jsonl", io.BytesIO(data)), purpose="batch").id
+        batch = client.batches.create(input_file_id=input_id, endpoint="/v1/chat/completions", completion_window="24h")
+        deadline = time.time() + 120
+        while (batch := servers[1].client().batches.retrieve(batch.id)).status != "completed":
+            assert time.time() < deadline and batch.status in ("validating", "in_progress", "finalizing"), batch
+            time.sleep(0.2)
+        output = [json.loads(line) for line in client.files.content(batch.output_file_id).text.splitlines()]
+    finally:
+        for server in servers:
+            server.stop()
+    assert batch.request_counts.model_dump() == {"total": 20, "completed": 20, "failed": 0}
+    assert [line["custom_id"] for line in output] == [f"pg-{i}" for i in range(20)]
