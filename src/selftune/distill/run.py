@@ -18,10 +18,10 @@ from selftune.distill.config import DistillConfig, StoredDistillConfig
 from selftune.distill.prompts import Prompt, read_prompts
 from selftune.distill.results import DistillSummary, TokenCounts
 from selftune.errors import SelftuneError
-from selftune.evals.batched import ask_all_batched
+from selftune.evals.batched import send_all
 from selftune.evals.graders import Grader, GradingContext, make_grader
 from selftune.evals.prices import TokenPrice
-from selftune.evals.requests import ChatRequest, Reply, ask_all
+from selftune.evals.requests import ChatRequest, Reply
 from selftune.store.atomic import atomic_write
 
 Progress = Callable[[int], Callable[[int], None]]  # (total) -> advance(n)
@@ -94,12 +94,8 @@ def _ask(client: openai.OpenAI, config: DistillConfig, prompts: list[Prompt], ca
             cache.put(missing[index][2], _answer(reply))
 
     requests = [ChatRequest(prompts[i].messages, prompts[i].tools, seed=k) for i, k, _ in missing]
-    if config.batch:
-        paid = ask_all_batched(client, config.teacher_model, requests, settings, metadata={"selftune": "distill"},
-                               progress=advance, on_reply=keep)
-    else:
-        paid = ask_all(client, config.teacher_model, requests, settings, concurrency=config.concurrency,
-                       progress=advance, on_reply=keep)
+    paid = send_all(client, config.teacher_model, requests, settings, batch=config.batch,
+                    concurrency=config.concurrency, metadata={"selftune": "distill"}, progress=advance, on_reply=keep)
     answers: list[list[Answer | None]] = [[] for _ in prompts]
     for i, _, key in jobs:
         answers[i].append(cache.get(key))

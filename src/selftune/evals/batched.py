@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from selftune.evals.requests import ChatRequest, Reply, chat_body, reply_of
+from selftune.evals.requests import ChatRequest, Reply, ask_all, chat_body, reply_of
 
 if TYPE_CHECKING:
     import openai
@@ -78,6 +78,18 @@ def ask_all_batched(client: openai.OpenAI, model: str, requests: Sequence[ChatRe
             _hand_over(_collect(client, batch, len(requests)), progress, shown, on_reply)
         raise
     return _hand_over(_collect(client, batch, len(requests)), progress, shown, on_reply)
+
+
+def send_all(client: openai.OpenAI, model: str, requests: Sequence[ChatRequest], settings: dict[str, Any], *,
+             batch: bool, concurrency: int, metadata: dict[str, str] | None = None,
+             progress: Callable[[int], None] | None = None,
+             on_reply: Callable[[int, Reply], None] | None = None) -> list[Reply]:
+    """The requests of eval, its judge and distill, the way their ``--batch`` says: one batch of the Batch
+    API (``metadata`` on it), or :func:`ask_all` with ``concurrency`` in flight. The same replies either way."""
+    if batch:
+        return ask_all_batched(client, model, requests, settings, metadata=metadata, progress=progress,
+                               on_reply=on_reply)
+    return ask_all(client, model, requests, settings, concurrency=concurrency, progress=progress, on_reply=on_reply)
 
 
 def _submit(client: openai.OpenAI, model: str, requests: Sequence[ChatRequest], settings: dict[str, Any],

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import openai
 
 from selftune.errors import SelftuneError
-from selftune.evals.batched import ask_all_batched
-from selftune.evals.requests import ChatRequest, Reply, ask_all
+from selftune.evals.batched import send_all
+from selftune.evals.requests import ChatRequest, Reply
 
 
 @dataclass
@@ -40,18 +40,13 @@ def run_model(client: openai.OpenAI, model: str, requests: list[ChatRequest], *,
     """Greedy answers, in order. A request that fails after the client's retries is recorded with its
     error and graded as wrong, not dropped. ``batch``: all of them as one batch of the Batch API, timed
     from its creation to its end (waiting included), no request timed on its own."""
-    settings = {"max_tokens": max_tokens, "temperature": 0}
-    if batch:
-        started = time.perf_counter()
-        answers = ask_all_batched(client, model, requests, settings, metadata={"selftune": "eval"},
-                                  progress=progress)
-        return ModelRun(answers, time.perf_counter() - started)
-    if requests:  # one untimed request first: loading a model (or an adapter, or compiling a schema's
-        # grammar) is not a request's latency
+    if requests and not batch:  # one untimed request first: loading a model (or an adapter, or compiling a
+        # schema's grammar) is not a request's latency (a batch times none of its requests)
         first = requests[0]
         extra = {"response_format": first.response_format} if first.response_format else {}
         with contextlib.suppress(openai.APIError):
             client.chat.completions.create(model=model, messages=first.messages, max_tokens=1, temperature=0, **extra)
     started = time.perf_counter()
-    answers = ask_all(client, model, requests, settings, concurrency=concurrency, progress=progress)
+    answers = send_all(client, model, requests, {"max_tokens": max_tokens, "temperature": 0}, batch=batch,
+                       concurrency=concurrency, metadata={"selftune": "eval"}, progress=progress)
     return ModelRun(answers, time.perf_counter() - started)

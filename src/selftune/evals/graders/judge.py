@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import re
 
-from selftune.evals.batched import ask_all_batched
+from selftune.evals.batched import send_all
 from selftune.evals.graders.base import Grader
-from selftune.evals.requests import ChatRequest, Reply, ask_all
+from selftune.evals.requests import ChatRequest, Reply
 
 JUDGE_ERROR = "judge error: "
 
@@ -34,12 +34,8 @@ class ModelJudge(Grader):
                     for answer, reference in zip(answers, references, strict=True)]
         settings = {"temperature": 0, "max_tokens": 100,
                     "response_format": {"type": "json_schema", "json_schema": {"name": "grade", "schema": SCHEMA}}}
-        if self.context.batch:
-            replies = ask_all_batched(self.context.judge, self.argument, requests, settings,
-                                      metadata={"selftune": "eval judge"})
-        else:
-            replies = ask_all(self.context.judge, self.argument, requests, settings,
-                              concurrency=self.context.concurrency)
+        replies = send_all(self.context.judge, self.argument, requests, settings, batch=self.context.batch,
+                           concurrency=self.context.concurrency, metadata={"selftune": "eval judge"})
         results = [_verdict(reply) for reply in replies]
         self.reasons = [reason for _, reason in results]
         return [score for score, _ in results]
