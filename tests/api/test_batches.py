@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from contextlib import contextmanager
 
 import openai
 import pytest
@@ -37,6 +38,20 @@ def _wait(client, batch_id: str, timeout: float = 120):
             return batch
         time.sleep(0.2)
     raise AssertionError(f"batch still {batch.status} after {timeout}s")
+
+
+@contextmanager
+def _session():
+    """A transaction on the served app's database, for what no API shows or changes (a clock, a row count)."""
+    from selftune.config import get_settings
+    from selftune.store.db import Database
+
+    db = Database(get_settings().database)
+    try:
+        with db.transaction() as session:
+            yield session
+    finally:
+        db.dispose()
 
 
 def _lines(client, file_id: str | None) -> list[dict]:
@@ -169,19 +184,13 @@ def test_another_organisation_sees_none_of_it(org_client):
 def test_a_batch_past_its_window_expires_with_the_rest_in_the_error_file(client):
     from sqlalchemy import update
 
-    from selftune.config import get_settings
-    from selftune.store.db import Database
     from selftune.store.tables import BatchRow
 
     lines = [_chat_line(f"e{i}", f"Tell me about card {i}", max_tokens=32) for i in range(200)]
     batch = client.batches.create(input_file_id=_upload(client, lines), endpoint="/v1/chat/completions",
                                   completion_window="24h")
-    db = Database(get_settings().database)
-    try:  # the 24 hours are over (the runner reads the clock against expires_at)
-        with db.transaction() as session:
-            session.execute(update(BatchRow).where(BatchRow.id == batch.id).values(expires_at=batch.created_at))
-    finally:
-        db.dispose()
+    with _session() as session:  # the 24 hours are over (the runner reads the clock against expires_at)
+        session.execute(update(BatchRow).where(BatchRow.id == batch.id).values(expires_at=batch.created_at))
     batch = _wait(client, batch.id)
     assert batch.status == "expired" and batch.expired_at
     counts = batch.request_counts
@@ -211,8 +220,6 @@ def test_more_requests_than_a_batch_holds_fail_it_without_keeping_any(client, mo
     from sqlalchemy import func, select
 
     from selftune.api.batches import lines as batch_lines
-    from selftune.config import get_settings
-    from selftune.store.db import Database
     from selftune.store.tables import BatchRequestRow
 
     monkeypatch.setattr(batch_lines, "MAX_REQUESTS", 3)  # the hosted 50,000, made small
@@ -222,9 +229,5 @@ def test_more_requests_than_a_batch_holds_fail_it_without_keeping_any(client, mo
     assert batch.status == "failed" and batch.request_counts.total == 0
     [error] = batch.errors.data
     assert error.code == "too_many_requests" and error.line == 4 and "at most 3 requests" in error.message
-    db = Database(get_settings().database)
-    try:  # the rows read before the limit was passed went with the savepoint
-        with db.transaction() as session:
-            assert session.scalar(select(func.count()).select_from(BatchRequestRow)) == 0
-    finally:
-        db.dispose()
+    with _session() as session:  # the rows read before the limit was passed went with the savepoint
+        assert session.scalar(select(func.count()).select_from(BatchRequestRow)) == 0

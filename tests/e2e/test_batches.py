@@ -30,9 +30,9 @@ def _answered(home) -> dict[str, str]:
     return {custom_id: json.loads(response)["request_id"] for custom_id, response in rows}
 
 
-@pytest.mark.slow  # ~40 s (a server started twice, 200 requests two at a time); CI runs it
-def test_a_batch_survives_kill_9_halfway_without_answering_a_request_twice(new_server):
-    # two requests at a time, so that the batch is still running when the kill lands
+def _running_batch(new_server):
+    """A server answering two requests at a time (so the batch is still running when it is stopped) and
+    its batch of N, once a quarter of it is answered."""
     server = new_server(SELFTUNE_BATCH_CONCURRENCY="2").start()
     client = server.client()
     input_id = client.files.create(file=("requests.jsonl", io.BytesIO(_requests())), purpose="batch").id
@@ -41,16 +41,29 @@ def test_a_batch_survives_kill_9_halfway_without_answering_a_request_twice(new_s
     while client.batches.retrieve(batch.id).request_counts.completed < N // 4:
         assert time.time() < deadline, server.log()
         time.sleep(0.05)
+    return server, batch
+
+
+def _restart_and_wait(server, batch_id: str):
+    """The server started again (on a fresh port: the old one may linger in TIME_WAIT), its client, and the
+    batch once it has ended."""
+    server.port = free_port()
+    client = server.start().client()
+    deadline = time.time() + 180
+    while (batch := client.batches.retrieve(batch_id)).status not in ("completed", "failed", "expired", "cancelled"):
+        assert time.time() < deadline, server.log()
+        time.sleep(0.2)
+    return client, batch
+
+
+@pytest.mark.slow  # ~40 s (a server started twice, 200 requests two at a time); CI runs it
+def test_a_batch_survives_kill_9_halfway_without_answering_a_request_twice(new_server):
+    server, batch = _running_batch(new_server)
     server.kill()
     before = _answered(server.home)
     assert N // 4 <= len(before) < N, "the kill must land halfway"
 
-    server.port = free_port()  # a fresh port: the old one may linger in TIME_WAIT
-    client = server.start().client()
-    deadline = time.time() + 180
-    while (batch := client.batches.retrieve(batch.id)).status not in ("completed", "failed", "expired", "cancelled"):
-        assert time.time() < deadline, server.log()
-        time.sleep(0.2)
+    client, batch = _restart_and_wait(server, batch.id)
     direct = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Where is card 7?"}],
                                             max_tokens=24, temperature=0)
     output = [json.loads(line) for line in client.files.content(batch.output_file_id).text.splitlines()]
@@ -70,26 +83,14 @@ def test_a_batch_survives_kill_9_halfway_without_answering_a_request_twice(new_s
 
 @pytest.mark.slow  # ~35 s; CI runs it
 def test_ctrl_c_mid_batch_records_no_cut_short_answer_and_a_restart_finishes_it(new_server):
-    server = new_server(SELFTUNE_BATCH_CONCURRENCY="2").start()
-    client = server.client()
-    input_id = client.files.create(file=("requests.jsonl", io.BytesIO(_requests())), purpose="batch").id
-    batch = client.batches.create(input_file_id=input_id, endpoint="/v1/chat/completions", completion_window="24h")
-    deadline = time.time() + 120
-    while client.batches.retrieve(batch.id).request_counts.completed < N // 4:
-        assert time.time() < deadline, server.log()
-        time.sleep(0.05)
+    server, batch = _running_batch(new_server)
     server.stop()  # Ctrl-C: the answers in flight are cut short by the shutdown, and must not count as failed
     assert server.process.returncode == 0
     with sqlite3.connect(server.home / "selftune.db") as db:
         statuses = dict(db.execute("SELECT status, count(*) FROM batch_requests GROUP BY status").fetchall())
     assert statuses.get("failed", 0) == 0 and 0 < statuses["pending"] < N
 
-    server.port = free_port()
-    client = server.start().client()
-    deadline = time.time() + 180
-    while (batch := client.batches.retrieve(batch.id)).status not in ("completed", "failed", "expired", "cancelled"):
-        assert time.time() < deadline, server.log()
-        time.sleep(0.2)
+    _, batch = _restart_and_wait(server, batch.id)
     server.stop()
     assert batch.status == "completed"
     assert batch.request_counts.model_dump() == {"total": N, "completed": N, "failed": 0}

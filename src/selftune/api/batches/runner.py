@@ -226,7 +226,7 @@ class BatchRunner:
                     continue
                 await asyncio.wait(list(self._flight.values()), timeout=HOUSEKEEPING_SECONDS,
                                    return_when=asyncio.FIRST_COMPLETED)
-            return None if self._stopping else (status or None)
+            return None if self._stopping else status
         finally:
             for task in list(self._flight.values()):
                 task.cancel()
