@@ -31,6 +31,7 @@ VARIANTS = {  # engine attributes set before the model loads
     "lean": {"fast_forward": True},
     "unpacked": {"fast_forward": True, "packed_weights": False},
     "hf": {"fast_forward": False},
+    "int8": {"fast_forward": True, "weights": "int8"},  # SELFTUNE_SERVE_WEIGHTS=int8
 }
 
 

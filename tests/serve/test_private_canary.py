@@ -124,3 +124,18 @@ def test_torch_mkldnn_prepacked_linear_equals_f_linear(dtype):
             assert torch.equal(linear(x, weight, packed), expected)
         else:
             torch.testing.assert_close(linear(x, weight, packed), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 8, 40])
+def test_torch_weight_int8pack_mm_multiplies_by_the_dequantized_weight(rows):
+    """selftune.serve.int8_weights runs decode steps through aten._weight_int8pack_mm (private to torch):
+    x [N, K] bf16 times int8 values [out, K] with one scale per row must equal x @ (values * scales).T."""
+    from selftune.serve import int8_weights
+
+    torch.manual_seed(0)
+    weight = int8_weights.quantize(torch.randn(96, 64) * 0.05)
+    x = torch.randn(rows, 64)
+    got = int8_weights.linear(x, weight)
+    expected = x.bfloat16().float() @ weight.dequantized(torch.float32).T
+    assert got.dtype == x.dtype and got.shape == (rows, 96)
+    torch.testing.assert_close(got, expected, rtol=2e-2, atol=2e-2)

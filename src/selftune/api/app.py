@@ -56,7 +56,7 @@ def _serving_engine(settings: Settings):
     from selftune.serve.embedded import EmbeddedEngine
 
     return EmbeddedEngine(dtype=settings.serve_dtype, kv_tokens=settings.serve_kv_tokens,
-                          max_adapters=settings.serve_max_adapters)
+                          max_adapters=settings.serve_max_adapters, weights=settings.serve_weights)
 
 
 def create_app(settings: Settings | None = None, embedded_worker: bool = True) -> FastAPI:

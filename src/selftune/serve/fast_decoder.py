@@ -14,7 +14,9 @@ This module runs the same arithmetic with fewer ops, reading the very same weigh
   of copying keys and values ``groups`` times, and a pure decode step (one token per request) needs no
   query gather or scatter;
 - RMSNorm and rotary embeddings in as few ops as the formula allows, computed as transformers does
-  (RMSNorm in float32, rotary in the model's dtype), so greedy answers stay equal token for token.
+  (RMSNorm in float32, rotary in the model's dtype), so greedy answers stay equal token for token;
+- optionally (``int8=True``, ``SELFTUNE_SERVE_WEIGHTS=int8``) the projections and the LM head on an int8
+  grid (:mod:`selftune.serve.int8_weights`): a decode step reads a quarter of the fp32 bytes.
 
 Written by hand because transformers has no lean CPU decode path for a ragged, paged batch, and its
 modules cannot be fused without rewriting them (the same reason llama.cpp has its own graph).
@@ -24,9 +26,11 @@ from __future__ import annotations
 
 import torch
 
+from selftune.serve import int8_weights
 from selftune.serve.attention import StepPlan
 
 SUPPORTED = {"LlamaForCausalLM", "MistralForCausalLM"}
+PROJECTIONS = ("qkv", "o", "gate_up", "down")  # a layer's fused weights
 
 
 def supported(model) -> bool:
@@ -80,7 +84,7 @@ def _fuse(linears) -> torch.Tensor:
 class FastDecoder:
     """The decoder of a loaded transformers model (``lm``), run step by step over the KV pool."""
 
-    def __init__(self, lm, packed: bool = True):
+    def __init__(self, lm, packed: bool = True, int8: bool = False):
         self.lm = lm
         config = lm.config
         self.heads = config.num_attention_heads
@@ -102,12 +106,17 @@ class FastDecoder:
                 "gate_up": _fuse([mlp.gate_proj, mlp.up_proj]), "down": _base(mlp.down_proj).weight,
                 "modules": {"qkv": [attn.q_proj, attn.k_proj, attn.v_proj], "o": [attn.o_proj],
                             "gate_up": [mlp.gate_proj, mlp.up_proj], "down": [mlp.down_proj]}})
+        if int8:  # before prepacking: the packed copies (used by long steps) hold the same int8-grid values
+            for layer in self.layers:
+                layer["int8"] = {name: int8_weights.round_in_place(layer[name].data) for name in PROJECTIONS}
         # the packed copies are kept beside the plain weights (transformers' path and the embedding use those)
         if packed:
             for layer in self.layers:
-                layer["packed"] = {name: prepack(layer[name]) for name in ("qkv", "o", "gate_up", "down")}
+                layer["packed"] = {name: prepack(layer[name]) for name in PROJECTIONS}
         head = lm.get_output_embeddings()
         self.head = head.weight if type(head) is torch.nn.Linear and head.bias is None else None
+        # rounded like the rest (and so is the input embedding where it is tied to the head, as in Q8_0 GGUFs)
+        self.head_int8 = int8_weights.round_in_place(self.head.data) if int8 and self.head is not None else None
         self.head_packed = prepack(self.head) if packed and self.head is not None else None
 
     def refresh(self, lm) -> None:
@@ -148,7 +157,7 @@ class FastDecoder:
         """[N, hidden] -> [N, vocab], in the model's dtype."""
         if self.head is None:
             return self.lm.get_output_embeddings()(hidden)
-        return linear(hidden, self.head, self.head_packed)
+        return _linear(hidden, self.head, self.head_packed, self.head_int8)
 
 
 def _rms_norm(x, weight, eps):
@@ -156,8 +165,14 @@ def _rms_norm(x, weight, eps):
     return weight * torch.nn.functional.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
 
 
+def _linear(x, weight, packed, quantized):
+    if quantized is not None and int8_weights.use_kernel(x):
+        return int8_weights.linear(x, quantized)
+    return linear(x, weight, packed)
+
+
 def _project(x, layer, name, lora):
-    out = linear(x, layer[name], layer.get("packed", {}).get(name))
+    out = _linear(x, layer[name], layer.get("packed", {}).get(name), layer.get("int8", {}).get(name))
     if lora is not None:
         out = lora.add_fused_delta(layer["modules"][name], x, out)
     return out
