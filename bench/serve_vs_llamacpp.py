@@ -15,7 +15,8 @@ Prints the CPU, each side's time to first token (p50) and decode tokens/s, and s
 llama-cpp-python is optional (``pip install llama-cpp-python``, it builds llama.cpp from source for
 this CPU): without it, only selftune's side is measured.
 
-    .venv/bin/python bench/serve_vs_llamacpp.py [--max-tokens 64] [--clients 16] [--gguf q4_1 f32 bf16]
+    .venv/bin/python bench/serve_vs_llamacpp.py [--max-tokens 64] [--clients 16] [--gguf q4_1 q8_0 f32 bf16]
+        [--dtype auto fp32] [--weights full int8]
 """
 
 from __future__ import annotations
@@ -54,11 +55,11 @@ def summary(records: list[dict], wall: float) -> dict:
 
 
 # ---- selftune ------------------------------------------------------------------------------------------
-def selftune_side(dtype: str, max_tokens: int, clients: int, per_client: int, repeats: int) -> dict:
+def selftune_side(dtype: str, weights: str, max_tokens: int, clients: int, per_client: int, repeats: int) -> dict:
     from selftune.serve.embedded import EmbeddedEngine
     from selftune.serve.engine import Finished, GenerationRequest, SamplingParams, ServedModel, Token
 
-    engine = EmbeddedEngine(dtype=dtype)
+    engine = EmbeddedEngine(dtype=dtype, weights=weights)
     model = ServedModel(MODEL, MODEL)
     engine._stops[engine._tokenizer_folder(model)] = set()  # exactly max_tokens tokens, as llama.cpp's side
     prompts = prompts_for(engine.tokenizer(model))
@@ -107,7 +108,7 @@ def selftune_side(dtype: str, max_tokens: int, clients: int, per_client: int, re
         results["one"].append(load(1, max(per_client, len(prompts))))
         results["many"].append(load(clients, per_client))
     engine.close()
-    return {"dtype": str(engine.dtype).removeprefix("torch."), "load_s": round(loaded, 1),
+    return {"dtype": str(engine.dtype).removeprefix("torch."), "weights": weights, "load_s": round(loaded, 1),
             "one_client": median_row(results["one"]), f"{clients}_clients": median_row(results["many"])}
 
 
@@ -117,7 +118,7 @@ def median_row(rows: list[dict]) -> dict:
 
 # ---- llama.cpp -----------------------------------------------------------------------------------------
 def gguf_files(kinds: list[str], workdir: Path) -> dict[str, Path]:
-    """The bundled Q4_1 GGUF and, re-encoded from it by llama.cpp's own quantizer, F32/BF16/F16 ones."""
+    """The bundled Q4_1 GGUF and, re-encoded from it by llama.cpp's own quantizer, F32/BF16/F16/Q8_0 ones."""
     import llama_cpp
 
     from selftune.models.registry import BUNDLED_MODELS
@@ -131,7 +132,7 @@ def gguf_files(kinds: list[str], workdir: Path) -> dict[str, Path]:
         target = workdir / f"{MODEL}.{kind}.gguf"
         params = llama_cpp.llama_model_quantize_default_params()
         params.ftype = {"f32": llama_cpp.LLAMA_FTYPE_ALL_F32, "f16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16,
-                        "bf16": llama_cpp.LLAMA_FTYPE_MOSTLY_BF16}[kind]
+                        "bf16": llama_cpp.LLAMA_FTYPE_MOSTLY_BF16, "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}[kind]
         params.allow_requantize = True  # Q4_1 -> dequantized -> the target type
         with quiet_stderr():  # llama.cpp logs every tensor it converts
             failed = llama_cpp.llama_model_quantize(str(bundled).encode(), str(target).encode(), ctypes.byref(params))
@@ -187,7 +188,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--per-client", type=int, default=2, help="requests each of the many clients sends")
     parser.add_argument("--dtype", nargs="+", default=["auto"], help="selftune's serving dtype(s): auto, fp32, bf16")
-    parser.add_argument("--gguf", nargs="+", default=["q4_1", "f32", "bf16"], choices=["q4_1", "f32", "f16", "bf16"])
+    parser.add_argument("--weights", nargs="+", default=["full"], choices=["full", "int8"],
+                        help="selftune's SELFTUNE_SERVE_WEIGHTS setting(s), each with every --dtype")
+    parser.add_argument("--gguf", nargs="+", default=["q4_1", "f32", "bf16"],
+                        choices=["q4_1", "q8_0", "f32", "f16", "bf16"])
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
 
@@ -197,10 +201,11 @@ def main() -> None:
     threads = hardware.paths().threads
     rows = []
     for dtype in args.dtype:
-        row = {"engine": "selftune", **selftune_side(dtype, args.max_tokens, args.clients, args.per_client,
-                                                      args.repeats)}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        for weights in args.weights:
+            row = {"engine": "selftune", **selftune_side(dtype, weights, args.max_tokens, args.clients,
+                                                          args.per_client, args.repeats)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     try:
         import llama_cpp
     except ImportError:
@@ -222,7 +227,7 @@ def main() -> None:
     for mine in (r for r in rows if r["engine"] == "selftune"):
         one, many = mine["one_client"], mine[f"{args.clients}_clients"]
         for theirs in (r for r in rows if r["engine"] != "selftune"):
-            print(f"  selftune {mine['dtype']:>8} vs llama.cpp {theirs['gguf']:>4}: "
+            print(f"  selftune {mine['dtype']:>8} {mine['weights']:>4} vs llama.cpp {theirs['gguf']:>4}: "
                   f"decode {one['decode_tok_s'] / theirs['decode_tok_s']:.2f}x "
                   f"({one['decode_tok_s']} vs {theirs['decode_tok_s']} tok/s), "
                   f"TTFT {one['ttft_p50_ms'] / theirs['ttft_p50_ms']:.1f}x "
