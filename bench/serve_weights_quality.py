@@ -3,8 +3,9 @@
 The embedded engine in this process (no HTTP), one engine at a time, every test row submitted at once
 (continuous batching, as a batch job or an eval would run): for each weights setting, the share of answers
 equal to the test file's reference (for JSON answers: the same object) and, for int8, the share of answers
-identical to full weights' and the first-token agreement. Run it on your own task and adapter before
-switching a server to int8.
+identical to full weights'. With several ``--dtype`` values it also says how often full weights agree with
+themselves across dtypes: how much any numerical change moves this model's answers. Run it on your own task
+and adapter before switching a server to int8.
 
     .venv/bin/python bench/serve_weights_quality.py --adapter OUT/adapter --test test.jsonl [--rows 500]
         [--dtype auto fp32] [--max-tokens 96]
@@ -89,6 +90,7 @@ def main() -> None:
     print(hardware.describe(), flush=True)
     rows = test_rows(args.test, args.rows)
     prompts, references = [m for m, _ in rows], [r for _, r in rows]
+    first_full = None
     for dtype in args.dtype:
         results = {}
         for weights in ("full", "int8"):
@@ -100,6 +102,11 @@ def main() -> None:
             row[f"{weights}_seconds"] = round(seconds, 1)
         row["int8_identical_to_full"] = round(sum(a == b for a, b in zip(full, int8, strict=True)) / len(rows), 4)
         row["int8_same_answer_as_full"] = round(sum(map(same_answer, int8, full)) / len(rows), 4)
+        if first_full is None:
+            first_full = (dtype, full)
+        else:
+            row[f"full_identical_to_full_{first_full[0]}"] = round(
+                sum(a == b for a, b in zip(full, first_full[1], strict=True)) / len(rows), 4)
         print(json.dumps(row), flush=True)
 
 
