@@ -129,6 +129,8 @@ def test_doctor_describes_another_machine_from_its_cpuinfo():
         "will use",
         "  training   fp32 on cpu — no AVX512-BF16 or AMX (AVX2+FMA only): bf16 would be emulated",
         "  serving    fp32 (serve_dtype=auto)",
+        "  weights    full (serve_weights=full); int8 would read a quarter of the bytes per decode step, answers can "
+        "differ (docs/api.md)",
         "  threads    2 per process (one per physical core)",
         "  matmuls    fp32 matmuls on AVX2+FMA",
     ]

@@ -457,6 +457,9 @@ def doctor(
         out.print(line, markup=False)
 
 
+_INT8_SHARE = {"fp32": "a quarter", "bf16": "half"}  # SELFTUNE_SERVE_WEIGHTS=int8 against each dtype's weights
+
+
 def _doctor_lines(found: dict[str, Any]) -> list[str]:
     c, t, g, p, m = found["cpu"], found["torch"], found["gpu"], found["paths"], found["matmul"]
     missing = f" · absent: {' '.join(c['missing'])}" if c["missing"] else ""
@@ -475,6 +478,9 @@ def _doctor_lines(found: dict[str, Any]) -> list[str]:
     lines += ["will use",
               f"  training   {p['precision']} on {p['device']} — {p['why']}",
               f"  serving    {p['serve_dtype']} (serve_dtype=auto)",
+              *([f"  weights    full (serve_weights=full); int8 would read {_INT8_SHARE[p['serve_dtype']]} of the "
+                 "bytes per decode step, answers can differ (docs/api.md)"]
+                if p["device"] == "cpu" and p["serve_dtype"] in _INT8_SHARE else []),
               *_sharing_lines(found.get("sharing"), p["threads"]),
               f"  matmuls    {p['matmuls']}"]
     if m:
