@@ -51,6 +51,9 @@ def _serving_engine(settings: Settings):
         from selftune.serve.vllm_engine import VLLMEngine
 
         log.info("serving with vLLM")
+        if settings.serve_weights != "full":
+            log.warning("SELFTUNE_SERVE_WEIGHTS=%s applies to the embedded engine only; vLLM serves full weights",
+                        settings.serve_weights)
         return VLLMEngine(dtype=settings.serve_dtype, kv_tokens=settings.serve_kv_tokens,
                           max_adapters=settings.serve_max_adapters)
     from selftune.serve.embedded import EmbeddedEngine
