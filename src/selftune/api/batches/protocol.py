@@ -40,7 +40,8 @@ class RequestStatus(StrEnum):
     FAILED = "failed"  # answered with an error, or never runnable: a line of the error file
 
 
-ENDPOINTS = ("/v1/chat/completions", "/v1/responses")  # what a batch here may call
+CHAT_ENDPOINT, RESPONSES_ENDPOINT = "/v1/chat/completions", "/v1/responses"
+ENDPOINTS = (CHAT_ENDPOINT, RESPONSES_ENDPOINT)  # what a batch here may call
 HOSTED_ENDPOINTS = ("/v1/embeddings", "/v1/completions", "/v1/moderations", "/v1/images/generations",
                     "/v1/images/edits", "/v1/videos")  # hosted, not served by selftune: refused by name
 COMPLETION_WINDOWS = {"24h": 24 * 3600}

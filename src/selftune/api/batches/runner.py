@@ -28,7 +28,7 @@ from sqlalchemy import func, or_, select, update
 from starlette.concurrency import run_in_threadpool
 
 from selftune.api.batches.lines import BadInput, read_lines
-from selftune.api.batches.protocol import ACTIVE, BatchStatus, RequestStatus
+from selftune.api.batches.protocol import ACTIVE, RESPONSES_ENDPOINT, BatchStatus, RequestStatus
 from selftune.api.batches.service import enter
 from selftune.api.chat.protocol import ChatCompletionRequest
 from selftune.api.chat.service import ChatService
@@ -282,7 +282,7 @@ class BatchRunner:
             if body.get("stream"):
                 raise bad_request("stream is not supported in a batch: each answer is written whole to the output "
                                   "file.", param="stream")
-            if endpoint == "/v1/responses":
+            if endpoint == RESPONSES_ENDPOINT:
                 answer = await self.responses.create(org, _parsed(ResponseRequest, body))
                 usage = answer.usage
                 tokens = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
