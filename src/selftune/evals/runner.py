@@ -12,7 +12,7 @@ import openai
 
 from selftune.errors import SelftuneError
 from selftune.evals.batched import send_all
-from selftune.evals.requests import ChatRequest, Reply
+from selftune.evals.requests import ChatRequest, Reply, chat_body
 
 
 @dataclass
@@ -42,10 +42,8 @@ def run_model(client: openai.OpenAI, model: str, requests: list[ChatRequest], *,
     from its creation to its end (waiting included), no request timed on its own."""
     if requests and not batch:  # one untimed request first: loading a model (or an adapter, or compiling a
         # schema's grammar) is not a request's latency (a batch times none of its requests)
-        first = requests[0]
-        extra = {"response_format": first.response_format} if first.response_format else {}
-        with contextlib.suppress(openai.APIError):
-            client.chat.completions.create(model=model, messages=first.messages, max_tokens=1, temperature=0, **extra)
+        with contextlib.suppress(openai.APIError):  # the first request's own body (tools, schema), one token long
+            client.chat.completions.create(**chat_body(model, requests[0], {"max_tokens": 1, "temperature": 0}))
     started = time.perf_counter()
     answers = send_all(client, model, requests, {"max_tokens": max_tokens, "temperature": 0}, batch=batch,
                        concurrency=concurrency, metadata={"selftune": "eval"}, progress=progress)
