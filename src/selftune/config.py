@@ -56,8 +56,8 @@ class Settings(BaseSettings):
     serve_weights: str = Field(
         "full", pattern="^(full|int8)$",
         description="Weights the embedded engine serves with: full (serve_dtype's precision, answers equal "
-                    "transformers') or int8 (per-row int8 for decode steps: ~2-4x the tokens/s of one client on "
-                    "a CPU, answers can differ slightly; docs/serving.md).")
+                    "transformers') or int8 (per-row int8 for decode steps: about 2x one client's tokens/s on an "
+                    "fp32 CPU, 1.3x in bf16; answers can differ slightly; docs/api.md).")
     serve_kv_tokens: int = Field(32768, ge=256, description="Tokens the serving KV cache holds, all requests together.")
     serve_max_adapters: int = Field(8, ge=1, description="LoRA adapters kept in memory (least recently used evicted).")
     serve_max_queued: int = Field(
