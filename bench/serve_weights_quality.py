@@ -76,6 +76,12 @@ def same_answer(answer: str, reference: str) -> bool:
         return False
 
 
+def share(hits) -> float:
+    """The fraction of true values among ``hits`` (one per row), to 4 places."""
+    hits = list(hits)
+    return round(sum(hits) / len(hits), 4)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", type=Path, required=True, help="a fine-tuned model's adapter folder")
@@ -98,15 +104,15 @@ def main() -> None:
         full, int8 = results["full"][0], results["int8"][0]
         row = {"date": date.today().isoformat(), "test": args.test.name, "rows": len(rows), "dtype": dtype}
         for weights, (texts, seconds) in results.items():
-            row[f"{weights}_correct"] = round(sum(map(same_answer, texts, references)) / len(rows), 4)
+            row[f"{weights}_correct"] = share(map(same_answer, texts, references))
             row[f"{weights}_seconds"] = round(seconds, 1)
-        row["int8_identical_to_full"] = round(sum(a == b for a, b in zip(full, int8, strict=True)) / len(rows), 4)
-        row["int8_same_answer_as_full"] = round(sum(map(same_answer, int8, full)) / len(rows), 4)
+        row["int8_identical_to_full"] = share(a == b for a, b in zip(full, int8, strict=True))
+        row["int8_same_answer_as_full"] = share(map(same_answer, int8, full))
         if first_full is None:
             first_full = (dtype, full)
         else:
-            row[f"full_identical_to_full_{first_full[0]}"] = round(
-                sum(a == b for a, b in zip(full, first_full[1], strict=True)) / len(rows), 4)
+            row[f"full_identical_to_full_{first_full[0]}"] = share(
+                a == b for a, b in zip(full, first_full[1], strict=True))
         print(json.dumps(row), flush=True)
 
 
