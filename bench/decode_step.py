@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+from selftune.config import ServeWeights  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 # a ~100-token prompt (the chat template adds ~30 tokens of system prompt)
@@ -31,7 +32,7 @@ VARIANTS = {  # engine attributes set before the model loads
     "lean": {"fast_forward": True},
     "unpacked": {"fast_forward": True, "packed_weights": False},
     "hf": {"fast_forward": False},
-    "int8": {"fast_forward": True, "weights": "int8"},  # SELFTUNE_SERVE_WEIGHTS=int8
+    "int8": {"fast_forward": True, "weights": ServeWeights.INT8},  # SELFTUNE_SERVE_WEIGHTS=int8
 }
 
 

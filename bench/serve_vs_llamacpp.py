@@ -35,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from selftune.config import ServeWeights  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 
@@ -188,7 +189,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--per-client", type=int, default=2, help="requests each of the many clients sends")
     parser.add_argument("--dtype", nargs="+", default=["auto"], help="selftune's serving dtype(s): auto, fp32, bf16")
-    parser.add_argument("--weights", nargs="+", default=["full"], choices=["full", "int8"],
+    parser.add_argument("--weights", nargs="+", default=["full"], choices=[w.value for w in ServeWeights],
                         help="selftune's SELFTUNE_SERVE_WEIGHTS setting(s), each with every --dtype")
     parser.add_argument("--gguf", nargs="+", default=["q4_1", "f32", "bf16"],
                         choices=["q4_1", "q8_0", "f32", "f16", "bf16"])

@@ -22,6 +22,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+from selftune.config import ServeWeights  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 
@@ -99,9 +100,9 @@ def main() -> None:
     first_full = None
     for dtype in args.dtype:
         results = {}
-        for weights in ("full", "int8"):
+        for weights in (ServeWeights.FULL.value, ServeWeights.INT8.value):
             results[weights] = answers(dtype, weights, args.adapter, prompts, args.max_tokens)
-        full, int8 = results["full"][0], results["int8"][0]
+        full, int8 = results[ServeWeights.FULL.value][0], results[ServeWeights.INT8.value][0]
         row = {"date": date.today().isoformat(), "test": args.test.name, "rows": len(rows), "dtype": dtype}
         for weights, (texts, seconds) in results.items():
             row[f"{weights}_correct"] = share(map(same_answer, texts, references))

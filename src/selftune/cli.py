@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Column, Table
 
-from selftune.config import LOCAL_BASE_URL
+from selftune.config import LOCAL_BASE_URL, ServeWeights
 from selftune.data.problems import count_of
 from selftune.distill.config import DistillConfig, StoredDistillConfig
 from selftune.errors import SelftuneError
@@ -457,7 +457,7 @@ def doctor(
         out.print(line, markup=False)
 
 
-_INT8_SHARE = {"fp32": "a quarter", "bf16": "half"}  # SELFTUNE_SERVE_WEIGHTS=int8 against each dtype's weights
+_INT8_SHARE = {"fp32": "a quarter", "bf16": "half"}  # ServeWeights.INT8 against each dtype's weights
 
 
 def _doctor_lines(found: dict[str, Any]) -> list[str]:
@@ -478,7 +478,8 @@ def _doctor_lines(found: dict[str, Any]) -> list[str]:
     lines += ["will use",
               f"  training   {p['precision']} on {p['device']} — {p['why']}",
               f"  serving    {p['serve_dtype']} (serve_dtype=auto)",
-              *([f"  weights    full (serve_weights=full); int8 would read {_INT8_SHARE[p['serve_dtype']]} of the "
+              *([f"  weights    {ServeWeights.FULL.value} (serve_weights={ServeWeights.FULL.value}); "
+                 f"{ServeWeights.INT8.value} would read {_INT8_SHARE[p['serve_dtype']]} of the "
                  "bytes per decode step, answers can differ (docs/api.md)"]
                 if p["device"] == "cpu" and p["serve_dtype"] in _INT8_SHARE else []),
               *_sharing_lines(found.get("sharing"), p["threads"]),

@@ -6,6 +6,7 @@ can point ``SELFTUNE_HOME`` somewhere else and every later call sees it.
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 from pydantic import Field
@@ -13,6 +14,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Where `selftune serve` listens by default, and so where the commands that talk to it look first.
 LOCAL_BASE_URL = "http://127.0.0.1:8000/v1"
+
+
+class ServeWeights(str, Enum):
+    """What the embedded engine's decode steps multiply by (``SELFTUNE_SERVE_WEIGHTS``)."""
+
+    FULL = "full"  # the weights in serve_dtype's precision: answers equal transformers'
+    INT8 = "int8"  # per-row int8 for decode steps (selftune.serve.int8_weights): faster, answers can differ
 
 
 class Settings(BaseSettings):
@@ -53,8 +61,8 @@ class Settings(BaseSettings):
                                           "present, else the embedded transformers + PEFT engine.")
     serve_dtype: str = Field("auto", pattern="^(auto|bf16|fp32)$",
                              description="Serving precision; auto: bf16 where the hardware has it.")
-    serve_weights: str = Field(
-        "full", pattern="^(full|int8)$",
+    serve_weights: ServeWeights = Field(
+        ServeWeights.FULL,
         description="Weights the embedded engine serves with: full (serve_dtype's precision, answers equal "
                     "transformers') or int8 (per-row int8 for decode steps: about 2x one client's tokens/s on an "
                     "fp32 CPU, 1.3x in bf16; answers can differ slightly; docs/api.md).")

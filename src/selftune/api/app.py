@@ -34,7 +34,7 @@ from selftune.api.responses.router import router as responses_router
 from selftune.api.responses.service import ResponseService
 from selftune.api.responses.stored import StoredResponses
 from selftune.api.uploads.router import router as uploads_router
-from selftune.config import Settings, get_settings
+from selftune.config import ServeWeights, Settings, get_settings
 from selftune.dashboard import mount as mount_dashboard
 from selftune.store.blobs import BlobStore
 from selftune.store.db import Database
@@ -51,9 +51,9 @@ def _serving_engine(settings: Settings):
         from selftune.serve.vllm_engine import VLLMEngine
 
         log.info("serving with vLLM")
-        if settings.serve_weights != "full":
+        if settings.serve_weights != ServeWeights.FULL:
             log.warning("SELFTUNE_SERVE_WEIGHTS=%s applies to the embedded engine only; vLLM serves full weights",
-                        settings.serve_weights)
+                        settings.serve_weights.value)
         return VLLMEngine(dtype=settings.serve_dtype, kv_tokens=settings.serve_kv_tokens,
                           max_adapters=settings.serve_max_adapters)
     from selftune.serve.embedded import EmbeddedEngine

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from selftune.config import ServeWeights
 from selftune.models.resolve import resolve_model
 from selftune.serve.attention import Segment, StepPlan, serving_attention_enabled
 from selftune.serve.constraints import Constraint
@@ -59,7 +60,7 @@ class _LoadedBase:
     """A base model and the adapters loaded into it (PEFT wraps it once the first adapter arrives)."""
 
     def __init__(self, source: str, dtype: torch.dtype, kv_tokens: int, max_adapters: int, fast: bool = True,
-                 packed: bool = True, weights: str = "full"):
+                 packed: bool = True, weights: ServeWeights = ServeWeights.FULL):
         from transformers import AutoModelForCausalLM
 
         from selftune.serve import fast_decoder
@@ -77,9 +78,9 @@ class _LoadedBase:
         self.active: str | None = None  # the adapter PEFT currently applies when not mixing
         self.mixer = MixedLoRA()
         # the lean decode forward where it reproduces the architecture; transformers' modules otherwise
-        self.fast = (fast_decoder.FastDecoder(self.model, packed, int8=weights == "int8")
+        self.fast = (fast_decoder.FastDecoder(self.model, packed, int8=weights == ServeWeights.INT8)
                      if fast and fast_decoder.supported(self.model) else None)
-        if weights == "int8" and self.fast is None:
+        if weights == ServeWeights.INT8 and self.fast is None:
             log.warning("int8 weights need the lean decoder (Llama-family models); %s serves in %s", source, dtype)
         head_dim = getattr(self.config, "head_dim", None) or self.config.hidden_size // self.config.num_attention_heads
         self.pool = KVPool(self.config.num_hidden_layers, self.config.num_key_value_heads, head_dim, kv_tokens,
@@ -156,7 +157,8 @@ class EmbeddedEngine(Engine):
     packed_weights = True  # the lean decoder's weights prepacked for oneDNN (fast_decoder.prepack)
 
     def __init__(self, *, dtype: str = "auto", kv_tokens: int = 32768, step_tokens: int = 512,
-                 max_running: int = 64, max_adapters: int = 8, threads: int | None = None, weights: str = "full"):
+                 max_running: int = 64, max_adapters: int = 8, threads: int | None = None,
+                 weights: ServeWeights = ServeWeights.FULL):
         from selftune.hardware import autocast_dtype, training_device
         from selftune.threads import ComputeShare
 
@@ -164,7 +166,7 @@ class EmbeddedEngine(Engine):
         self.device = training_device()
         self.dtype = autocast_dtype(self.device, dtype) or torch.float32
         self.step_tokens, self.max_running, self.max_adapters = step_tokens, max_running, max_adapters
-        self.weights = weights  # SELFTUNE_SERVE_WEIGHTS: full, or int8 (selftune.serve.int8_weights)
+        self.weights = ServeWeights(weights)
         # a fixed count when given; else a share of the cores, re-decided by the scheduler thread while it
         # works (selftune.threads): counted by a training job only while requests are running
         self._cpu_share = None if threads else ComputeShare("engine", active=False)
