@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 4, 16])
     parser.add_argument("--variant", nargs="+", default=["lean", "hf"], choices=sorted(VARIANTS))
     parser.add_argument("--tokens", type=int, default=24)
+    parser.add_argument("--adapter", type=Path, help="decode through this LoRA adapter (a fine-tuned model's or a "
+                                                     "`selftune train` output folder), as a fine-tuned model is served")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the engine's choice); "
                         "with 1, the CPU-time columns are robust to other load on the machine")
@@ -108,7 +110,7 @@ def main() -> None:
     from selftune.serve.engine import ServedModel
 
     print(hardware.describe(), f"· torch threads {args.threads or hardware.paths().threads}", flush=True)
-    model = ServedModel(MODEL, MODEL)
+    model = ServedModel(f"ft:{MODEL}:bench" if args.adapter else MODEL, MODEL, adapter=args.adapter)
     engines = {}
     for dtype in args.dtype:
         for variant in args.variant:

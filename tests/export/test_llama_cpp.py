@@ -135,18 +135,23 @@ def exported(tmp_path_factory, smollm2_home):
     train.write_text("".join(line for group in zip(*by_label.values(), strict=True) for line in group))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SELFTUNE_HOME", str(smollm2_home))
-        out = run(TrainConfig(model="smollm2-135m-instruct", train_file=train, out=tmp / "run", n_epochs=2,
-                              batch_size=8, learning_rate_multiplier=2.0, seed=0)).out
+        settings = {"model": "smollm2-135m-instruct", "train_file": train, "n_epochs": 2, "batch_size": 8,
+                    "learning_rate_multiplier": 2.0, "seed": 0}
+        out = run(TrainConfig(**settings, out=tmp / "run")).out
+        # an adapter on the top 10 of 30 layers only (--lora-layers): its GGUF has no tensors for the others
+        top = run(TrainConfig(**settings, lora_layers=10, out=tmp / "run-top")).out
         tokenizer = AutoTokenizer.from_pretrained(out)
         conversations = [row["messages"][:-1] for row in tests]
         prompts = [render_prompt(tokenizer, messages) for messages in conversations]
         files = {name: export_gguf(str(out), tmp / name, type_, adapter_only=pair)
                  for name, type_, pair in [("f16", "f16", False), ("q8_0", "q8_0", False), ("pair", "f16", True),
                                                    ("pair-f32", "f32", True)]}
+        files["pair-f32-top"] = export_gguf(str(top), tmp / "pair-f32-top", "f32", adapter_only=True)
         expected = selftune_greedy(out, prompts)
+        expected_top = selftune_greedy(top, prompts)
     return {"llama_cpp": llama_cpp, "tokenizer": tokenizer, "files": files, "prompts": prompts,
-            "conversations": conversations, "expected": expected, "labels": [row["messages"][-1]["content"]
-                                                                             for row in tests]}
+            "conversations": conversations, "expected": expected, "expected_top": expected_top,
+            "labels": [row["messages"][-1]["content"] for row in tests]}
 
 
 def load(exported, name: str):
@@ -170,11 +175,12 @@ def test_llama_cpp_cuts_500_strings_into_selftunes_tokens(exported, banking77):
     assert llm.tokenize(b"hi", add_bos=True, special=True) == tokenizer("hi").input_ids  # no BOS added by either
 
 
-@pytest.mark.parametrize("name", ["f16", "pair-f32"])
-def test_greedy_answers_equal_selftunes_token_for_token(exported, name):
+@pytest.mark.parametrize(("name", "expected"), [("f16", "expected"), ("pair-f32", "expected"),
+                                              ("pair-f32-top", "expected_top")])
+def test_greedy_answers_equal_selftunes_token_for_token(exported, name, expected):
     llm = load(exported, name)
     answers = [llama_greedy(llm, prompt) for prompt in exported["prompts"]]
-    differ = [(i, a, e) for i, (a, e) in enumerate(zip(answers, exported["expected"], strict=True)) if a != e]
+    differ = [(i, a, e) for i, (a, e) in enumerate(zip(answers, exported[expected], strict=True)) if a != e]
     assert differ == [], f"{len(differ)} of {N_PROMPTS} answers differ"
 
 
