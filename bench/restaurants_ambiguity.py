@@ -20,7 +20,11 @@ import re
 from collections import Counter
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "restaurants"
+from restaurants_curve import DATA
+
+from selftune.evals.graders.json_fields import JsonFields
+from selftune.evals.results import ExampleResult, run_name
+
 SCALED = {  # field -> its numeric-scale values; the rest of its values are words
     "priceRange": {"less than £20", "£20-25", "more than £30"},
     "customerRating": {"1 out of 5", "3 out of 5", "5 out of 5"},
@@ -60,13 +64,13 @@ def split_exact(results: Path, data: list[tuple[str, dict]]) -> None:
     """A model's exact matches on the rows the text decides and on the others (results.jsonl's ``line``)."""
     by_model: dict[str, dict[bool, list[float]]] = {}
     for line in results.read_text(encoding="utf-8").splitlines():
-        result = json.loads(line)
-        text, reference = data[result["line"] - 1]
-        if "json" not in result["scores"]:
-            raise SystemExit(f"{results}: not graded by the JSON grader (scores: {sorted(result['scores'])})")
-        exact = result["scores"]["json"]  # the JSON grader's per-example score is its exact-object match
+        result = ExampleResult.model_validate_json(line)
+        text, reference = data[result.line - 1]
+        if JsonFields.name not in result.scores:
+            raise SystemExit(f"{results}: not graded by the JSON grader (scores: {sorted(result.scores)})")
+        exact = result.scores[JsonFields.name]  # the JSON grader's per-example score is its exact-object match
         decided = not undecided_fields(text, reference)
-        name = result["model"] + (" + schema" if result.get("constrained") else "")
+        name = run_name(result.model, result.constrained)
         by_model.setdefault(name, {True: [], False: []})[decided].append(exact)
     for model, groups in by_model.items():
         for decided, scores in groups.items():
@@ -81,8 +85,8 @@ def main() -> None:
     parser.add_argument("--results", type=Path, help="an evaluation's results.jsonl on --split")
     parser.add_argument("--split", default="test.jsonl", help="the file --results scored")
     args = parser.parse_args()
-    for name in ("train.jsonl", "test.jsonl"):
-        data = rows(args.data / name)
+    loaded = {name: rows(args.data / name) for name in ("train.jsonl", "test.jsonl")}
+    for name, data in loaded.items():
         undecided = [undecided_fields(text, reference) for text, reference in data]
         per_field = Counter(field for fields in undecided for field in fields)
         share = sum(bool(fields) for fields in undecided) / len(data)
@@ -94,7 +98,7 @@ def main() -> None:
             print(f"  texts with no number that state {field}: {total}, reference on the word scale "
                   f"{counts['words'] / total:.1%}, numeric {counts['numeric'] / total:.1%}")
     if args.results:
-        split_exact(args.results, rows(args.data / args.split))
+        split_exact(args.results, loaded.get(args.split) or rows(args.data / args.split))
 
 
 if __name__ == "__main__":
